@@ -1,0 +1,2 @@
+"""Model families."""
+from tfmvae.models.mvae import MVAE
