@@ -16,7 +16,7 @@ def write_idx(path, array, magic=None, compress=True, truncate=0):
   header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
   raw = header + array.tobytes()
   raw = raw[:len(raw) - truncate]
-  path.write_bytes(gzip.compress(raw) if compress else raw)
+  path.write_bytes(gzip.compress(raw, compresslevel=1) if compress else raw)
 
 
 def write_mnist(directory, n=20, prefix="t10k", compress=True):

@@ -153,7 +153,12 @@ def _full_layout(train_x, train_y, test_x, test_y):
 @functools.lru_cache(maxsize=1)
 def _load_keras():
   import keras  # Deferred: only this fallback needs it.
-  (train_x, train_y), (test_x, test_y) = keras.datasets.mnist.load_data()
+  try:
+    (train_x, train_y), (test_x, test_y) = keras.datasets.mnist.load_data()
+  except Exception as e:  # Keras raises a bare Exception on fetch failures.
+    raise FileNotFoundError(
+        "MNIST not found: no data_dir given, $" + MNIST_DIR_ENV + " unset, and the "
+        f"Keras download/cache (~/.keras/datasets/mnist.npz) failed: {e}") from e
   return _full_layout(train_x, train_y.astype(np.int64), test_x, test_y)
 
 

@@ -5,10 +5,11 @@ A batch of `B` sequences with `K` sprites each is made in two steps:
 1. `bouncing_trajectories` (NumPy, vectorized over `B * K`; a loop over the `T`
    frames only): top-left positions `[B, T, K, 2]` (row, column) in `[0, limit]`,
    where `limit = image_size - sprite_size`, so every sprite stays inside the frame.
-2. `paste_sprites` (TensorFlow): each sprite is placed with two one-hot shift
-   matrices, `canvas = R_rows^T @ sprite @ R_cols`. Products with 0/1 and sums of
-   exact zeros are exact in float32, so the pasted pixels equal the sprite's bit for
-   bit, whatever the thread count. Overlapping sprites combine by `max`.
+2. `paste_sprites` (TensorFlow): each sprite's columns are shifted with a one-hot
+   matrix (`sprite @ R_cols`; products with 0/1 and sums of exact zeros are exact
+   in float32, whatever the thread count) and its rows with a batched gather, so
+   the pasted pixels equal the sprite's bit for bit. Overlapping sprites combine by
+   `max`. Whole batches go through a handful of ops: no per-sequence Python.
 
 Physics (the velocity `v` moves a sprite from frame `t` to `t + 1`):
 `p <- p + v`; an axis that leaves `[0, limit]` is clamped to the wall and the bounce
@@ -104,6 +105,10 @@ def pixel_positions(positions: np.ndarray, limit: int) -> np.ndarray:
 def paste_sprites(sprites: tf.Tensor, positions: tf.Tensor, image_size: int) -> tf.Tensor:
   """Places sprites on black canvases and combines them by max.
 
+  Columns are placed by a one-hot shift matrix (`sprite @ R_cols`), rows by a
+  batched gather from the shifted sprite padded with one zero row. Both steps are
+  exact: the pasted pixels equal the sprite's.
+
   Args:
     sprites: float32 [B, K, h, w] sprite images (one per sequence and sprite).
     positions: int32 [B, T, K, 2] top-left (row, column), within the frame.
@@ -113,12 +118,13 @@ def paste_sprites(sprites: tf.Tensor, positions: tf.Tensor, image_size: int) -> 
     float32 [B, T, S, S] frames.
   """
   h, w = sprites.shape[-2], sprites.shape[-1]
-  rows = positions[..., 0:1] + tf.range(h, dtype=tf.int32)  # [B, T, K, h]
   cols = positions[..., 1:2] + tf.range(w, dtype=tf.int32)  # [B, T, K, w]
-  shift_rows = tf.one_hot(rows, image_size, dtype=tf.float32)  # [B, T, K, h, S]
   shift_cols = tf.one_hot(cols, image_size, dtype=tf.float32)  # [B, T, K, w, S]
   placed = tf.linalg.matmul(sprites[:, None], shift_cols)  # [B, T, K, h, S]
-  canvas = tf.linalg.matmul(shift_rows, placed, transpose_a=True)  # [B, T, K, S, S]
+  placed = tf.pad(placed, [[0, 0], [0, 0], [0, 0], [0, 1], [0, 0]])  # Zero row h.
+  source = tf.range(image_size, dtype=tf.int32) - positions[..., 0:1]  # [B, T, K, S]
+  source = tf.where((source >= 0) & (source < h), source, h)
+  canvas = tf.gather(placed, source, axis=3, batch_dims=3)  # [B, T, K, S, S]
   return tf.reduce_max(canvas, axis=2)
 
 
