@@ -31,6 +31,10 @@ setup(
     entry_points={
         "console_scripts": [
             "tfmvae-preview=tfmvae.bin.preview:run",
+            "tfmvae-train=tfmvae.bin.train:run",
+            "tfmvae-eval=tfmvae.bin.eval:run",
+            "tfmvae-sample=tfmvae.bin.sample:run",
+            "tfmvae-export=tfmvae.bin.export:run",
         ],
     },
 )
