@@ -24,9 +24,9 @@ setup(
         "numpy",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout", "nbformat"],
+        "test": ["pytest>=8", "pytest-timeout", "nbformat", "tensorflow-serving-api>=2.21,<2.22"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
-        "serving": ["requests", "tensorflow-serving-api>=2.17"],
+        "serving": ["tensorflow-serving-api>=2.21,<2.22"],
     },
     entry_points={
         "console_scripts": [
