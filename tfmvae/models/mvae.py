@@ -189,6 +189,7 @@ class MVAE(keras.Model):
       loss: [B], sum over subsets of -(sum_i lambda_i m_i log p(x_i|z) - kl_weight KL);
       kl: [B], KL of the joint subset; elbo: [B], the joint ELBO (lambda = beta = 1);
       nll: list over modalities of [B] joint-subset -log p(x_i|z) (masked);
+      recon: list over modalities of [B] sum over subsets of m_i log p(x_i|z);
       mask: [B, M]; xs, params (joint subset's likelihood parameters), z (joint).
     """
     xs, mask = self.parse_inputs(data)
@@ -229,8 +230,12 @@ class MVAE(keras.Model):
                         if lls[s][i] is not None])
       loss += -recon + tf.cast(self.kl_weight, tf.float32) * kls[s]
     elbo = tf.add_n([lls[0][i] for i in range(num)]) - kls[0]
+    # Per modality, the masked log-likelihood summed over subsets (unweighted):
+    # lets subclasses weight each modality's term per player (VAE-GAN decoders).
+    recon = [tf.add_n([lls[s][i] for s in range(len(subsets)) if lls[s][i] is not None])
+             for i in range(num)]
     return {"loss": loss, "kl": kls[0], "elbo": elbo, "nll": [-ll for ll in lls[0]],
-            "mask": mask, "xs": xs, "params": joint_params, "z": zs[0]}
+            "recon": recon, "mask": mask, "xs": xs, "params": joint_params, "z": zs[0]}
 
   def _update_trackers(self, terms):
     self.loss_tracker.update_state(terms["loss"])

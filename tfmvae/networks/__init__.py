@@ -4,3 +4,7 @@ from tfmvae.networks.image import ConvEncoder
 from tfmvae.networks.image import downsample_plan
 from tfmvae.networks.mlp import MLPDecoder
 from tfmvae.networks.mlp import MLPEncoder
+from tfmvae.networks.frame import FrameDecoder
+from tfmvae.networks.frame import FrameEncoder
+from tfmvae.networks.frame import StackedLSTM
+from tfmvae.networks.discriminator import Discriminator
