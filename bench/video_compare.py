@@ -1,0 +1,127 @@
+"""Compares SVG-LP, SVG-FP and VideoMVAE (Method I) on Stochastic Moving MNIST.
+
+Every model trains for the same number of steps on the same stream of SM-MNIST
+sequences (64x64, 2 digits of 32x32, `tfmvae.data.moving_mnist(stochastic=True)`,
+train seed 0), then is evaluated with SVG's best-of-N protocol
+(`tfmvae.evaluation_video`): n_past 5, n_future 20 (summaries over the first 10
+and all 20 steps), N samples per test sequence, copy-last-frame baseline on the
+same test sequences. Writes bench/results/video_compare.json (+ .png plot and
+GIFs) and prints a Markdown table.
+
+The paper trains for 300 x 600 steps at batch 100 with 64 filters on a GPU; on
+the 2-core CPU this script runs a much smaller budget (see --steps, --batch_size,
+--filters), so the figures measure early training only.
+
+Usage: python bench/video_compare.py [--steps 250] [--batch_size 8] [--filters 16]
+"""
+import argparse
+import json
+import os
+import pathlib
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmvae import data
+from tfmvae import evaluation_video
+from tfmvae.models import SVG
+from tfmvae.models import VideoMVAE
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+_SHARED_MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+if "TFMVAE_MNIST_DIR" not in os.environ and _SHARED_MNIST.is_dir():
+  os.environ["TFMVAE_MNIST_DIR"] = str(_SHARED_MNIST)  # the offline MNIST files
+
+
+def make_models(args):
+  common = dict(image_size=64, channels=1, filters=args.filters, n_past=args.n_past,
+                n_future=args.n_future_train, seed=args.seed)
+  mvae = dict(common, z_dim=args.mvae_z_dim)
+  return {
+      "SVG-LP": lambda: SVG(prior="learned", **common),
+      "SVG-FP": lambda: SVG(prior="fixed", **common),
+      "VideoMVAE-fixed-skip": lambda: VideoMVAE(prior="fixed", skip=True, **mvae),
+      "VideoMVAE-learned-skip": lambda: VideoMVAE(prior="learned", skip=True, **mvae),
+      "VideoMVAE-learned-skip-cross": lambda: VideoMVAE(
+          prior="learned", skip=True, cross_reconstruction=True, **mvae),
+      "VideoMVAE-learned-noskip-cross": lambda: VideoMVAE(
+          prior="learned", skip=False, cross_reconstruction=True, **mvae),
+  }
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--steps", type=int, default=250)
+  parser.add_argument("--batch_size", type=int, default=8)
+  parser.add_argument("--filters", type=int, default=16)
+  parser.add_argument("--mvae_z_dim", type=int, default=32)
+  parser.add_argument("--n_past", type=int, default=5)
+  parser.add_argument("--n_future_train", type=int, default=10)
+  parser.add_argument("--n_future_eval", type=int, default=20)
+  parser.add_argument("--num_samples", type=int, default=10)
+  parser.add_argument("--num_test", type=int, default=48)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--models", default="all", help="comma-separated names or 'all'")
+  parser.add_argument("--name", default="video_compare")
+  parser.add_argument("--output_dir", default=str(RESULTS))
+  args = parser.parse_args()
+
+  factories = make_models(args)
+  names = list(factories) if args.models == "all" else args.models.split(",")
+  seq_train = args.n_past + args.n_future_train
+  seq_test = args.n_past + args.n_future_eval
+  test = np.stack(list(data.moving_mnist(
+      "test", stochastic=True, digit_size=32, seq_len=seq_test, seed=1,
+      num_sequences=args.num_test).as_numpy_iterator()))
+  results, training = {}, {}
+  out_dir = pathlib.Path(args.output_dir)
+  out_json = out_dir / f"{args.name}.json"
+  for name in names:
+    keras.utils.set_random_seed(args.seed)  # same initialization stream per model
+    model = factories[name]()
+    model.compile()
+    train = data.moving_mnist("train", stochastic=True, digit_size=32, seq_len=seq_train,
+                              seed=args.seed).batch(args.batch_size).take(args.steps)
+    start = time.time()
+    hist = model.fit(train, epochs=1, verbose=0, shuffle=False).history
+    train_s = time.time() - start
+    last = {k: float(v[-1]) for k, v in hist.items()}
+    print(f"[{name}] trained {args.steps} steps in {train_s:.0f}s: {last}", flush=True)
+    result = evaluation_video.evaluate_video_model(
+        model, test, args.n_past, args.n_future_eval, num_samples=args.num_samples,
+        seed=args.seed, batch_size=8, num_examples=2)
+    s = result["summary"]
+    print(f"[{name}] eval {result['seconds']:.0f}s  SSIM@10 best {s['best']['ssim_first10']:.4f} "
+          f"mean {s['mean']['ssim_first10']:.4f} copy {s['copy_last']['ssim_first10']:.4f}",
+          flush=True)
+    results[name] = result
+    training[name] = {"train_seconds": train_s, "epoch_mean_metrics": last,
+                      "num_params": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
+                      "config": model.get_config()}
+    evaluation_video.write_report(results, out_dir, name=args.name)
+    payload = json.loads(out_json.read_text())
+    payload = {"models": payload, "training": training, "args": vars(args),
+               "machine": "project CPU machine, 2 cores shared with other agents, no GPU"}
+    out_json.write_text(json.dumps(payload, indent=1, sort_keys=True))
+  print(table(results))
+
+
+def table(results):
+  rows = ["| model | SSIM best@10 | PSNR best@10 | SSIM mean@10 | SSIM best@20 | "
+          "PSNR best@20 | MSE best@10 |", "|---|---|---|---|---|---|---|"]
+  for name, r in list(results.items()) + [("copy last frame", None)]:
+    if r is None:
+      r = next(iter(results.values()))
+      b = m = r["summary"]["copy_last"]
+    else:
+      b, m = r["summary"]["best"], r["summary"]["mean"]
+    rows.append(f"| {name} | {b['ssim_first10']:.3f} ± {b['ssim_first10_ci95']:.3f} | "
+                f"{b['psnr_first10']:.2f} | {m['ssim_first10']:.3f} | {b['ssim_all']:.3f} | "
+                f"{b['psnr_all']:.2f} | {b['mse_first10']:.1f} |")
+  return "\n".join(rows)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,130 @@
+"""Training throughput (frames/s) and peak memory of the video models' train step.
+
+Paper configuration by default (SVG's SM-MNIST setting): batch 100, 15 frames
+(n_past 5 + n_future 10), 64x64x1, DCGAN filters 64. Each model runs in its own
+subprocess (so peak RSS is per model): one warm-up step (tracing + first run,
+reported separately), then --steps timed steps of the compiled train step
+(`tf.function(model.train_step)`, what `fit` runs) on random frames.
+
+Measured: frames/s = batch * T / mean timed step time (every frame of the batch,
+including the context frames); peak memory = `resource.getrusage(RUSAGE_SELF)
+.ru_maxrss` of the subprocess (whole-process peak resident set: TF runtime +
+weights + optimizer + activations), and the RSS before the model was built.
+A subprocess may run under an address-space limit (--mem_limit_gb) so that an
+oversized configuration fails cleanly instead of starving the shared machine.
+
+Usage: python bench/video_throughput.py [--batch_size 100] [--steps 2]
+"""
+import argparse
+import json
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import time
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+MODELS = ("SVG-LP", "SVG-FP", "VideoMVAE-fixed-skip", "VideoMVAE-learned-skip-cross")
+
+
+def build(name, filters):
+  from tfmvae.models import SVG  # pylint: disable=import-outside-toplevel
+  from tfmvae.models import VideoMVAE  # pylint: disable=import-outside-toplevel
+  if name == "SVG-LP":
+    return SVG(prior="learned", filters=filters)
+  if name == "SVG-FP":
+    return SVG(prior="fixed", filters=filters)
+  if name == "VideoMVAE-fixed-skip":
+    return VideoMVAE(prior="fixed", filters=filters)
+  if name == "VideoMVAE-learned-skip-cross":
+    return VideoMVAE(prior="learned", cross_reconstruction=True, filters=filters)
+  raise ValueError(f"unknown model {name!r}")
+
+
+def _rss_mib():
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_one(args):
+  """Child process: measures one model and prints one JSON line."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  rss_before = _rss_mib()
+  model = build(args.model, args.filters)
+  model.compile()
+  model.optimizer.build(model.trainable_variables)
+  step = tf.function(model.train_step)
+  frames = tf.random.uniform([args.batch_size, args.seq_len, 64, 64, 1], seed=0)
+  start = time.time()
+  step(frames)["loss"].numpy()
+  warmup = time.time() - start
+  times = []
+  for _ in range(args.steps):
+    start = time.time()
+    step(frames)["loss"].numpy()
+    times.append(time.time() - start)
+  mean = sum(times) / len(times)
+  print("RESULT " + json.dumps({
+      "model": args.model, "batch_size": args.batch_size, "seq_len": args.seq_len,
+      "filters": args.filters, "warmup_step_s": warmup, "step_s": times,
+      "frames_per_s": args.batch_size * args.seq_len / mean,
+      "sequences_per_s": args.batch_size / mean,
+      "peak_rss_mib": _rss_mib(), "rss_before_model_mib": rss_before,
+      "num_params": int(sum(v.numpy().size for v in model.trainable_variables))}), flush=True)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--models", default=",".join(MODELS))
+  parser.add_argument("--model", default=None, help=argparse.SUPPRESS)
+  parser.add_argument("--batch_size", type=int, default=100)
+  parser.add_argument("--seq_len", type=int, default=15)
+  parser.add_argument("--filters", type=int, default=64)
+  parser.add_argument("--steps", type=int, default=2)
+  parser.add_argument("--mem_limit_gb", type=float, default=16.0)
+  parser.add_argument("--output", default=str(RESULTS / "video_throughput.json"))
+  parser.add_argument("--append", action="store_true",
+                      help="add to the runs already in --output instead of replacing them")
+  args = parser.parse_args()
+  if args.model:
+    run_one(args)
+    return
+
+  output = pathlib.Path(args.output)
+  runs = []
+  if args.append and output.exists():
+    runs = json.loads(output.read_text()).get("runs", [])
+  results = []
+  runs.append({"args": {k: v for k, v in vars(args).items() if k != "model"}, "results": results})
+  for name in args.models.split(","):
+    cmd = [sys.executable, __file__, "--model", name, "--batch_size", str(args.batch_size),
+           "--seq_len", str(args.seq_len), "--filters", str(args.filters),
+           "--steps", str(args.steps)]
+    limit = int(args.mem_limit_gb * 2**30)
+
+    def set_limit(limit=limit):
+      resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    start = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=set_limit,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), check=False)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    if proc.returncode == 0 and lines:
+      result = json.loads(lines[-1][len("RESULT "):])
+    else:
+      result = {"model": name, "batch_size": args.batch_size, "error":
+                f"exit {proc.returncode}: " + proc.stderr.strip().splitlines()[-1][:300]
+                if proc.stderr.strip() else f"exit {proc.returncode}"}
+    result["wall_s"] = time.time() - start
+    print(json.dumps(result), flush=True)
+    results.append(result)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({
+        "runs": runs,
+        "machine": "project CPU machine, 2 cores shared with other agents, no GPU",
+        "measured": "frames/s of tf.function(train_step) after one warm-up step; "
+                    "peak RSS (ru_maxrss) of a per-model subprocess"}, indent=1))
+
+
+if __name__ == "__main__":
+  main()
