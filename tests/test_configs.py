@@ -110,3 +110,13 @@ def test_registry_is_lazy_and_extensible():
     del configs.MODELS["my_model"]
   with pytest.raises(configs.ConfigError):
     configs.Config().replace(no_such_field=1)
+
+
+def test_image_network_flag():
+  with flagsaver.flagsaver():
+    assert parse("--image_network=mlp").image_network == "mlp"
+    assert parse().image_network == "auto"
+    with pytest.raises(flags.IllegalFlagValueError):
+      parse("--image_network=resnet")
+  with pytest.raises(configs.ConfigError, match="image_network"):
+    configs.validate(configs.PRESETS["mnist_mvae"].replace(image_network="resnet"))

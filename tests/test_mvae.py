@@ -88,6 +88,65 @@ def test_missing_labels_do_not_train_the_label_decoder():
   assert np.isfinite(loss.numpy())
 
 
+def test_subset_likelihood_all_matches_hand_computation(monkeypatch):
+  """subset_likelihood="all": each subset's z (posterior mean here) is scored on
+  every present modality, sum over {joint, image, label} of
+  -(sum_{i present} lambda_i log p(x_i|z_S)) + beta KL(q(z|X_S)); a subset with no
+  present modality contributes nothing. NumPy reference, rtol 1e-4 (float32 vs
+  float64). The paper's objective ("own") would leave out the cross terms
+  (label scored on q(z|image), image on q(z|label)): the reference tells them apart."""
+  model = tiny_model(subset_likelihood="all")
+  model.kl_weight.assign(0.7)
+  batch = tiny_batch()
+  batch["mask"][1, 1] = 0.0  # example 1 has no label: its label-only term is empty
+  batch["mask"][2, :] = 0.0  # example 2 has nothing
+  monkeypatch.setattr(model, "_normal", lambda shape, seed: tf.zeros(shape))
+  terms = model.compute_terms(batch)
+
+  xs, _ = model.parse_inputs(batch)
+  loc, scale = (t.numpy().astype(np.float64) for t in model._experts(xs, training=False))
+  want, own = np.zeros(6), np.zeros(6)
+  for subset in ([1, 1], [1, 0], [0, 1]):
+    eff = batch["mask"] * np.array(subset, np.float32)
+    prec = eff[:, :, None] / (scale**2 + 1e-8)
+    var = 1.0 / (1.0 + prec.sum(1))
+    mu = var * (prec * loc).sum(1)
+    params = model._decode_all(tf.constant(mu, tf.float32), training=False)
+    ll_img = _np_bernoulli(batch["image"], params["image"].numpy())
+    ll_lab = _np_categorical(batch["label"], params["label"].numpy())
+    nonempty = (eff.sum(1) > 0).astype(np.float64)
+    m = batch["mask"]
+    kl = 0.7 * _np_kl_std_normal(mu, np.sqrt(var))
+    want += -nonempty * (1.0 * m[:, 0] * ll_img + 10.0 * m[:, 1] * ll_lab) + kl
+    own += -(1.0 * eff[:, 0] * ll_img + 10.0 * eff[:, 1] * ll_lab) + kl
+  np.testing.assert_allclose(terms["loss"], want, rtol=1e-4)
+  assert np.all(np.abs(want - own)[[0, 3, 4, 5]] > 1e-3)  # the cross terms matter
+  assert terms["loss"].numpy()[2] == 0.0
+  # The joint subset is the same under both objectives.
+  np.testing.assert_allclose(terms["elbo"], model.compute_terms(batch)["elbo"], rtol=1e-6)
+
+
+def test_subset_likelihood_all_scores_label_on_image_posterior(monkeypatch):
+  """Same weights, noise 0: the label's summed log-likelihood under "all" exceeds
+  the paper's ("own") by exactly log p(label | z = mean of q(z|image)), the cross
+  term that trains p(label|z) where image -> label prediction evaluates it
+  (rtol 1e-4). Bad values are refused; the option survives get_config."""
+  batch = tiny_batch()
+  own = tiny_model()
+  both = MVAE.from_config({**own.get_config(), "subset_likelihood": "all"})
+  both.set_weights(own.get_weights())
+  assert both.subset_likelihood == "all" and own.subset_likelihood == "own"
+  for m in (own, both):
+    monkeypatch.setattr(m, "_normal", lambda shape, seed: tf.zeros(shape))
+  diff = both.compute_terms(batch)["recon"][1] - own.compute_terms(batch)["recon"][1]
+  loc, _ = own.encode({"image": batch["image"]})
+  logits = own._decode_all(loc, training=False)["label"].numpy().astype(np.float64)
+  np.testing.assert_allclose(diff, _np_categorical(batch["label"], logits), rtol=1e-4)
+  assert np.all(diff.numpy() < 0)
+  with pytest.raises(ValueError, match="subset_likelihood"):
+    tiny_model(subset_likelihood="cross")
+
+
 # ------------------------------------------------------------------ subsets
 def test_fixed_subsets():
   assert objectives.fixed_subsets(1) == [(1,)]

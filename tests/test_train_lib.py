@@ -191,3 +191,12 @@ def test_video_model_trains_evaluates_and_writes_gif(tmp_path):
   assert set(trained_weights) == set(reloaded_weights)
   for path, value in trained_weights.items():
     np.testing.assert_array_equal(value, reloaded_weights[path], err_msg=path)
+
+
+def test_make_modalities_honours_image_network():
+  base = configs.PRESETS["mnist_mvae"]
+  assert train_lib.make_modalities(base)[0].resolved_network == "conv"  # "auto"
+  image, label = train_lib.make_modalities(base.replace(image_network="mlp"))
+  assert image.resolved_network == "mlp" and image.hidden_units == (512, 512)
+  assert label.resolved_network == "mlp"
+  assert train_lib.make_modalities(base.replace(image_network="conv"))[0].network == "conv"

@@ -134,7 +134,8 @@ def make_modalities(config):
               batch_norm=config.batch_norm)
   try:
     image = mods.image(shape=(config.image_size, config.image_size, config.channels),
-                       likelihood=config.image_likelihood, **nets)
+                       likelihood=config.image_likelihood, network=config.image_network,
+                       **nets)
     if config.dataset == "mnist_pairs":
       second = mods.label(10, weight=config.label_weight, hidden_units=config.hidden_units)
     else:

@@ -49,6 +49,8 @@ HELP = {
     "filters": "Filters of the first conv block.",
     "batch_norm": "BatchNorm in the conv networks of MVAE/VAE-GAN.",
     "image_likelihood": "Pixel likelihood of MVAE image modalities: bernoulli or gaussian.",
+    "image_network": "Image networks of MVAE/VAE-GAN: auto (conv), conv, or mlp (dense "
+                     "--hidden_units on flattened pixels: the MVAE paper's MNIST nets).",
     "label_weight": "lambda of the second modality (label or attributes) in the ELBO.",
     "num_subsets": "Random subsets k of the sub-sampled MVAE objective.",
     "model_options": "Extra constructor arguments of the model family, comma-separated "
@@ -76,7 +78,8 @@ HELP = {
 }
 _ENUMS = {"strategy": configs.STRATEGIES, "mixed_precision": configs.MIXED_PRECISION,
           "jit_compile": configs.JIT_COMPILE, "optimizer": configs.OPTIMIZERS,
-          "image_likelihood": configs.IMAGE_LIKELIHOODS}
+          "image_likelihood": configs.IMAGE_LIKELIHOODS,
+          "image_network": configs.IMAGE_NETWORKS}
 CONFIG_FLAGS = tuple(f.name for f in dataclasses.fields(configs.Config))
 
 

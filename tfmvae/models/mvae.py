@@ -19,6 +19,8 @@ from tfmvae.layers import GaussianHead
 from tfmvae.layers import ProductOfExperts
 from tfmvae.modalities import as_modality
 
+SUBSET_LIKELIHOODS = ("own", "all")
+
 
 @keras.saving.register_keras_serializable(package="tfmvae")
 class MVAE(keras.Model):
@@ -32,6 +34,15 @@ class MVAE(keras.Model):
     eps: variance floor of the product of experts.
     check_numerics: fail with the modality's name on NaN/Inf inputs.
     seed: seed of the model's sampling (reparameterization, random subsets).
+    subset_likelihood: which modalities each subset's z is scored on.
+      "own" (the paper): ELBO(X_S) = E_{q(z|X_S)}[sum_{i in S} lambda_i log p(x_i|z)]
+      - beta KL, a bound on log p(X_S). "all": every present modality,
+      E_{q(z|X_S)}[sum_{i present} lambda_i log p(x_i|z)] - beta KL, a bound on
+      log p(X) with q(z|X_S) as the variational posterior (the subset bounds of
+      MoPoE-VAE, Sutter et al. 2021). "all" trains p(y|z) on z ~ q(z|image) and
+      p(image|z) on z ~ q(z|y): it stops the experts from splitting the latent
+      space into modality-private dimensions, which makes cross-modal generation
+      fail (see BENCHMARKS.md, MVAE on MNIST).
 
   Call arguments:
     inputs: dict of modalities (+ "mask"); returns reconstructions from the
@@ -49,7 +60,7 @@ class MVAE(keras.Model):
   """
 
   def __init__(self, modalities, latent_dim=64, num_subsets=0, beta=1.0, eps=1e-8,
-               check_numerics=True, seed=None, **kwargs):
+               check_numerics=True, seed=None, subset_likelihood="own", **kwargs):
     super().__init__(**kwargs)
     self.modalities = [as_modality(m) for m in modalities]
     names = [m.name for m in self.modalities]
@@ -64,6 +75,10 @@ class MVAE(keras.Model):
     self.eps = eps
     self.check_numerics = check_numerics
     self.seed = seed
+    if subset_likelihood not in SUBSET_LIKELIHOODS:
+      raise ValueError(f"subset_likelihood must be one of {SUBSET_LIKELIHOODS}; "
+                       f"got {subset_likelihood!r}")
+    self.subset_likelihood = subset_likelihood
     self.encoders = [m.make_encoder() for m in self.modalities]
     self.experts = [GaussianHead(self.latent_dim, name=f"{m.name}_expert")
                     for m in self.modalities]
@@ -186,7 +201,9 @@ class MVAE(keras.Model):
     """The sub-sampled objective, per example.
 
     Returns a dict:
-      loss: [B], sum over subsets of -(sum_i lambda_i m_i log p(x_i|z) - kl_weight KL);
+      loss: [B], sum over subsets of -(sum_i lambda_i m_i log p(x_i|z) - kl_weight KL)
+        (i over the subset's modalities, or every present one when
+        subset_likelihood="all");
       kl: [B], KL of the joint subset; elbo: [B], the joint ELBO (lambda = beta = 1);
       nll: list over modalities of [B] joint-subset -log p(x_i|z) (masked);
       recon: list over modalities of [B] sum over subsets of m_i log p(x_i|z);
@@ -198,7 +215,9 @@ class MVAE(keras.Model):
     num = len(self.modalities)
     static = [tf.constant(s, tf.float32) for s in objectives.fixed_subsets(num)]
     subsets = list(static)
-    contains = [[bool(s[i]) for i in range(num)] for s in objectives.fixed_subsets(num)]
+    score_all = self.subset_likelihood == "all"
+    contains = [[score_all or bool(s[i]) for i in range(num)]
+                for s in objectives.fixed_subsets(num)]
     if self.num_subsets > 0:
       rand = objectives.random_subsets(num, self.num_subsets, self.seed_generator)
       subsets += [rand[j] for j in range(self.num_subsets)]
@@ -212,6 +231,7 @@ class MVAE(keras.Model):
       zs.append(z)
       kls.append(objectives.gaussian_kl(q, prior))
       masks.append(eff)
+    nonempty = [tf.cast(tf.reduce_sum(eff, axis=1) > 0.0, tf.float32) for eff in masks]
     # Decode each modality once, for every subset that can contain it.
     lls = [[None] * num for _ in subsets]
     joint_params = {}
@@ -222,7 +242,9 @@ class MVAE(keras.Model):
       x_rep = tf.concat([xs[m.name]] * len(idx), axis=0)
       ll_all = tf.split(self.log_likelihood(i, x_rep, params, training), len(idx), axis=0)
       for s, ll in zip(idx, ll_all):
-        lls[s][i] = ll * masks[s][:, i]
+        # "own": the subset's present modalities; "all": every present modality
+        # (of examples that have at least one modality of the subset).
+        lls[s][i] = ll * (mask[:, i] * nonempty[s] if score_all else masks[s][:, i])
       joint_params[m.name] = chunks[0]
     loss = tf.zeros([batch])
     for s in range(len(subsets)):
@@ -315,5 +337,6 @@ class MVAE(keras.Model):
     config.update({"modalities": [m.get_config() for m in self.modalities],
                    "latent_dim": self.latent_dim, "num_subsets": self.num_subsets,
                    "beta": self.beta, "eps": self.eps,
-                   "check_numerics": self.check_numerics, "seed": self.seed})
+                   "check_numerics": self.check_numerics, "seed": self.seed,
+                   "subset_likelihood": self.subset_likelihood})
     return config
