@@ -293,3 +293,27 @@ def test_mixed_precision_fit():
     assert model.generate({"label": tiny_batch(2)["label"]}, seed=1)["image"].dtype == tf.float32
   finally:
     keras.mixed_precision.set_global_policy("float32")
+
+
+def test_checkpoint_restores_every_variable(tmp_path):
+  """A plain tf.train.Checkpoint(model=...) must restore BatchNorm statistics and
+  the sampling-seed state too (layers kept in Python lists are not followed by
+  tf.train.Checkpoint unless the model exposes them)."""
+  def make(seed):
+    return MVAE([mods.image(shape=(16, 16, 1), filters=4, hidden_units=(16,), batch_norm=True),
+                 mods.label(4, hidden_units=(8,))], latent_dim=3, seed=seed)
+  model = make(0)
+  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  model.fit(_dataset(), epochs=1, verbose=0)
+  path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+  fresh = make(5)
+  fresh.compile(optimizer=keras.optimizers.Adam(1e-3))
+  tf.train.Checkpoint(model=fresh).restore(path).assert_existing_objects_matched()
+  def by_path(m):  # Paths without the model's own (auto-numbered) name.
+    return {p.split("/", 1)[-1]: v for p, v in helpers.variables_by_path(m).items()}
+  want, got = by_path(model), by_path(fresh)
+  assert set(want) == set(got)
+  moving = [p for p in want if "moving_mean" in p]
+  assert moving and any(np.any(want[p] != 0) for p in moving)
+  for p in want:
+    np.testing.assert_array_equal(got[p], want[p], err_msg=p)

@@ -34,6 +34,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfmvae import objectives
+from tfmvae.models import tracking
 
 tfd = tfp.distributions
 
@@ -200,15 +201,7 @@ class AdversarialMixin:
     # model variable by its path and every discriminator optimizer by index.
     children = super()._trackable_children(save_type, **kwargs)
     if save_type == "checkpoint":
-      seen = set()
-      prefix = self.name + "/"
-      for v in self.variables:
-        path = v.path[len(prefix):] if v.path.startswith(prefix) else v.path
-        name = "variable:" + path.replace("/", ".")
-        while name in seen:
-          name += "_"
-        seen.add(name)
-        children.setdefault(name, v)
+      tracking.add_variable_children(self, children)
       for k, opt in enumerate(getattr(self, "discriminator_optimizers", None) or []):
         children.setdefault(f"discriminator_optimizer_{k}", opt)
     return children

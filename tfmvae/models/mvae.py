@@ -18,12 +18,13 @@ from tfmvae import objectives
 from tfmvae.layers import GaussianHead
 from tfmvae.layers import ProductOfExperts
 from tfmvae.modalities import as_modality
+from tfmvae.models.tracking import CheckpointAllVariables
 
 SUBSET_LIKELIHOODS = ("own", "all")
 
 
 @keras.saving.register_keras_serializable(package="tfmvae")
-class MVAE(keras.Model):
+class MVAE(CheckpointAllVariables, keras.Model):
   """Multimodal VAE (MVAE) trained with the sub-sampled ELBO under `model.fit`.
 
   Args:
