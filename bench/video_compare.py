@@ -12,7 +12,7 @@ The paper trains for 300 x 600 steps at batch 100 with 64 filters on a GPU; on
 the 2-core CPU this script runs a much smaller budget (see --steps, --batch_size,
 --filters), so the figures measure early training only.
 
-Usage: python bench/video_compare.py [--steps 250] [--batch_size 8] [--filters 16]
+Usage: python bench/video_compare.py [--steps 200] [--batch_size 8] [--filters 16]
 """
 import argparse
 import json
@@ -53,7 +53,7 @@ def make_models(args):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--steps", type=int, default=250)
+  parser.add_argument("--steps", type=int, default=200)
   parser.add_argument("--batch_size", type=int, default=8)
   parser.add_argument("--filters", type=int, default=16)
   parser.add_argument("--mvae_z_dim", type=int, default=32)

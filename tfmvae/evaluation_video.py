@@ -5,8 +5,10 @@ Protocol (Denton & Fergus 2018, edenton/svg generate_svg_lp.py):
    `num_samples` futures of `n_future` frames (`model.predict`).
 2. Score every sample per frame: MSE and MAE (summed over pixels, OpenSTL),
    PSNR, SSIM (`tfmvae.metrics`).
-3. "best": per sequence, the sample with the highest mean SSIM over the
-   predicted steps (all four metrics of that one sample). "mean": every metric
+3. "best": per sequence, the sample with the highest mean SSIM over all
+   `n_future` predicted steps (all four metrics of that one sample; the
+   "first10" summary of a 20-step evaluation keeps that selection, so it can be
+   slightly below a separate n_future=10 evaluation). "mean": every metric
    averaged over the samples (the expected score of a random sample).
 4. Curves are per future step averaged over sequences; summaries average the
    first 10 steps ("first10") and all steps ("all"), with a 95% half-interval over
