@@ -194,8 +194,9 @@ def test_video_model_trains_evaluates_and_writes_gif(tmp_path):
 
 
 def test_make_modalities_honours_image_network():
-  base = configs.PRESETS["mnist_mvae"]
+  base = configs.PRESETS["mnist_mvae"].replace(image_network="auto")
   assert train_lib.make_modalities(base)[0].resolved_network == "conv"  # "auto"
+  assert train_lib.make_modalities(configs.PRESETS["mnist_mvae"])[0].network == "mlp"
   image, label = train_lib.make_modalities(base.replace(image_network="mlp"))
   assert image.resolved_network == "mlp" and image.hidden_units == (512, 512)
   assert label.resolved_network == "mlp"
