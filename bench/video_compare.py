@@ -28,6 +28,7 @@ from tfmvae import data
 from tfmvae import evaluation_video
 from tfmvae.models import SVG
 from tfmvae.models import VideoMVAE
+from tfmvae.models import VideoVAEGAN
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 _SHARED_MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -48,6 +49,10 @@ def make_models(args):
           prior="learned", skip=True, cross_reconstruction=True, **mvae),
       "VideoMVAE-learned-noskip-cross": lambda: VideoMVAE(
           prior="learned", skip=False, cross_reconstruction=True, **mvae),
+      # Method II: Method I + a frame discriminator per decoder, learned similarity.
+      "VideoVAEGAN-learned-skip-cross": lambda: VideoVAEGAN(
+          prior="learned", skip=True, cross_reconstruction=True,
+          discriminator_filters=args.filters, **mvae),
   }
 
 
