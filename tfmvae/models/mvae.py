@@ -18,13 +18,14 @@ from tfmvae import objectives
 from tfmvae.layers import GaussianHead
 from tfmvae.layers import ProductOfExperts
 from tfmvae.modalities import as_modality
+from tfmvae.models.steps import SingleOptimizerSteps
 from tfmvae.models.tracking import CheckpointAllVariables
 
 SUBSET_LIKELIHOODS = ("own", "all")
 
 
 @keras.saving.register_keras_serializable(package="tfmvae")
-class MVAE(CheckpointAllVariables, keras.Model):
+class MVAE(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
   """Multimodal VAE (MVAE) trained with the sub-sampled ELBO under `model.fit`.
 
   Args:
@@ -271,20 +272,6 @@ class MVAE(CheckpointAllVariables, keras.Model):
   @property
   def metrics(self):
     return [self.loss_tracker, self.kl_tracker, self.elbo_tracker] + self.nll_trackers
-
-  def train_step(self, data):
-    with tf.GradientTape() as tape:
-      terms = self.compute_terms(data, training=True)
-      loss = objectives.average_loss(terms["loss"])
-      scaled = self.optimizer.scale_loss(loss)
-    variables = self.trainable_variables
-    grads = tape.gradient(scaled, variables)
-    self.optimizer.apply_gradients(zip(grads, variables))
-    self.train_steps.assign_add(1)
-    return self._update_trackers(terms)
-
-  def test_step(self, data):
-    return self._update_trackers(self.compute_terms(data, training=False))
 
   # ---------------------------------------------------------------- inference
   def encode(self, inputs, mask=None):

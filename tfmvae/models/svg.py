@@ -46,6 +46,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfmvae.layers import GaussianHead
+from tfmvae.models.steps import SingleOptimizerSteps
+from tfmvae.models.tracking import CheckpointAllVariables
 from tfmvae.networks.frame import FrameDecoder
 from tfmvae.networks.frame import FrameEncoder
 from tfmvae.networks.frame import StackedLSTM
@@ -132,7 +134,7 @@ def mvn(loc, scale):
 
 # ------------------------------------------------------------------ model
 @keras.saving.register_keras_serializable(package="tfmvae")
-class SVG(keras.Model):
+class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
   """SVG-FP / SVG-LP video predictor with a compiled time loop.
 
   Args:
@@ -315,19 +317,8 @@ class SVG(keras.Model):
     self.kl_tracker.update_state(tf.reduce_mean(terms["kl"], axis=1))
     return {m.name: m.result() for m in self.metrics}
 
-  def train_step(self, data):
-    frames = self._frames(data)
-    with tf.GradientTape() as tape:
-      terms = self.compute_terms(frames, training=True)
-      loss = tf.nn.compute_average_loss(terms["loss"])
-      scaled = self.optimizer.scale_loss(loss)
-    variables = self.trainable_variables
-    grads = tape.gradient(scaled, variables)
-    self.optimizer.apply_gradients(zip(grads, variables))
-    return self._update_trackers(terms)
-
-  def test_step(self, data):
-    return self._update_trackers(self.compute_terms(self._frames(data), training=False))
+  def step_inputs(self, data):
+    return self._frames(data)
 
   def call(self, frames, training=False):
     frames = tf.cast(frames, tf.float32)

@@ -60,6 +60,8 @@ from tfmvae.models.svg import frames_from_data
 from tfmvae.models.svg import mvn
 from tfmvae.models.svg import rollout_output
 from tfmvae.models.svg import unflatten_time
+from tfmvae.models.steps import SingleOptimizerSteps
+from tfmvae.models.tracking import CheckpointAllVariables
 from tfmvae.networks.frame import FrameDecoder
 from tfmvae.networks.frame import FrameEncoder
 from tfmvae.networks.frame import StackedLSTM
@@ -71,7 +73,7 @@ SUBSETS = (("ab", (1.0, 1.0)), ("a", (1.0, 0.0)), ("b", (0.0, 1.0)))
 
 
 @keras.saving.register_keras_serializable(package="tfmvae")
-class VideoMVAE(keras.Model):
+class VideoMVAE(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
   """Video MVAE (Method I): previous and current frame as two PoE modalities.
 
   Args:
@@ -357,19 +359,8 @@ class VideoMVAE(keras.Model):
     self.kl_tracker.update_state(tf.add_n(list(terms["kl"].values())))
     return {m.name: m.result() for m in self.metrics}
 
-  def train_step(self, data):
-    frames = self._frames(data)
-    with tf.GradientTape() as tape:
-      terms = self.compute_terms(frames, training=True)
-      loss = tf.nn.compute_average_loss(terms["loss"])
-      scaled = self.optimizer.scale_loss(loss)
-    variables = self.trainable_variables
-    grads = tape.gradient(scaled, variables)
-    self.optimizer.apply_gradients(zip(grads, variables))
-    return self._update_trackers(terms)
-
-  def test_step(self, data):
-    return self._update_trackers(self.compute_terms(self._frames(data), training=False))
+  def step_inputs(self, data):
+    return self._frames(data)
 
   def call(self, frames, training=False):
     frames = tf.cast(frames, tf.float32)
