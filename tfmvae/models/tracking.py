@@ -11,19 +11,22 @@ variable by its path.
 def add_variable_children(model, children):
   """Adds each of `model.variables` to a `_trackable_children` dict (in place).
 
-  Names are "variable:<path without the model name>", made unique in
-  `model.variables` order; existing entries are kept.
+  A variable under the model's scope is named "variable:<path without the model
+  name>"; one outside it (e.g. an unnamed SeedGenerator inside a Keras LSTM cell,
+  whose path holds a process-global counter such as "seed_generator_53") is named
+  by its position among such variables in `model.variables` order, which is stable
+  across processes. Existing entries are kept.
   """
-  seen = set(children)
   prefix = model.name + "/"
+  unscoped = 0
   for v in model.variables:
-    path = v.path[len(prefix):] if v.path.startswith(prefix) else v.path
-    name = "variable:" + path.replace("/", ".")
-    while name in seen:
-      if children.get(name) is v:
-        break
+    if v.path.startswith(prefix):
+      name = "variable:" + v.path[len(prefix):].replace("/", ".")
+    else:
+      name = f"variable:unscoped_{unscoped}"
+      unscoped += 1
+    while name in children and children[name] is not v:
       name += "_"
-    seen.add(name)
     children.setdefault(name, v)
   return children
 
