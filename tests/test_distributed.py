@@ -64,9 +64,10 @@ def test_mirrored_two_replicas_equal_one_replica():
   out = json.loads(result.stdout.strip().splitlines()[-1])
   assert out["replicas"] == [1, 2]
   # The step moves weights by up to ~1e-2; a 2x gradient error would differ by as
-  # much. float32 sums in a different order agree to ~1e-6.
+  # much (>= 1e-3). float32 sums in a different order (oneDNN, thread count) were
+  # seen to differ by up to 3e-5 on the 2-core CI machine: tolerance 2e-4.
   assert out["update"] > 1e-3
-  assert out["diff"] < 1e-5
+  assert out["diff"] < 2e-4
 
 
 def _free_ports(n):
