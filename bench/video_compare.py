@@ -30,6 +30,8 @@ from tfmvae.models import SVG
 from tfmvae.models import VideoMVAE
 from tfmvae.models import VideoVAEGAN
 
+MACHINE = os.environ.get(
+    "TFMVAE_BENCH_MACHINE", "project CPU machine, 2 cores (AMD EPYC, AVX-512), no GPU")
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 _SHARED_MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 if "TFMVAE_MNIST_DIR" not in os.environ and _SHARED_MNIST.is_dir():
@@ -59,6 +61,13 @@ def make_models(args):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--steps", type=int, default=200)
+  parser.add_argument("--eval_at", default="",
+                      help="comma-separated step counts (< --steps) at which to evaluate too; "
+                           "training continues on the same stream")
+  parser.add_argument("--threads", type=int, default=0,
+                      help="TF intra/inter-op threads (0 = TF default)")
+  parser.add_argument("--save_dir", default="",
+                      help="where to save each model's final weights (optional)")
   parser.add_argument("--batch_size", type=int, default=8)
   parser.add_argument("--filters", type=int, default=16)
   parser.add_argument("--mvae_z_dim", type=int, default=32)
@@ -72,6 +81,10 @@ def main():
   parser.add_argument("--name", default="video_compare")
   parser.add_argument("--output_dir", default=str(RESULTS))
   args = parser.parse_args()
+  if args.threads:
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+  eval_at = sorted({int(s) for s in args.eval_at.split(",") if s} | {args.steps})
 
   factories = make_models(args)
   names = list(factories) if args.models == "all" else args.models.split(",")
@@ -88,28 +101,36 @@ def main():
     model = factories[name]()
     model.compile()
     train = data.moving_mnist("train", stochastic=True, digit_size=32, seq_len=seq_train,
-                              seed=args.seed).batch(args.batch_size).take(args.steps)
-    start = time.time()
-    hist = model.fit(train, epochs=1, verbose=0, shuffle=False).history
-    train_s = time.time() - start
-    last = {k: float(v[-1]) for k, v in hist.items()}
-    print(f"[{name}] trained {args.steps} steps in {train_s:.0f}s: {last}", flush=True)
-    result = evaluation_video.evaluate_video_model(
-        model, test, args.n_past, args.n_future_eval, num_samples=args.num_samples,
-        seed=args.seed, batch_size=8, num_examples=2)
-    s = result["summary"]
-    print(f"[{name}] eval {result['seconds']:.0f}s  SSIM@10 best {s['best']['ssim_first10']:.4f} "
-          f"mean {s['mean']['ssim_first10']:.4f} copy {s['copy_last']['ssim_first10']:.4f}",
-          flush=True)
-    results[name] = result
-    training[name] = {"train_seconds": train_s, "epoch_mean_metrics": last,
-                      "num_params": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
-                      "config": model.get_config()}
-    evaluation_video.write_report(results, out_dir, name=args.name)
-    payload = json.loads(out_json.read_text())
-    payload = {"models": payload, "training": training, "args": vars(args),
-               "machine": "project CPU machine, 2 cores shared with other agents, no GPU"}
-    out_json.write_text(json.dumps(payload, indent=1, sort_keys=True))
+                              seed=args.seed).batch(args.batch_size)
+    done, train_s = 0, 0.0
+    for target in eval_at:  # train in chunks on the one stream, evaluating after each
+      start = time.time()
+      hist = model.fit(train.skip(done).take(target - done), epochs=1, verbose=0,
+                       shuffle=False).history
+      train_s += time.time() - start
+      done = target
+      key = name if target == args.steps and len(eval_at) == 1 else f"{name}@{target}"
+      last = {k: float(v[-1]) for k, v in hist.items()}
+      print(f"[{key}] trained {done} steps in {train_s:.0f}s: {last}", flush=True)
+      result = evaluation_video.evaluate_video_model(
+          model, test, args.n_past, args.n_future_eval, num_samples=args.num_samples,
+          seed=args.seed, batch_size=8, num_examples=2)
+      s = result["summary"]
+      print(f"[{key}] eval {result['seconds']:.0f}s  SSIM@10 best {s['best']['ssim_first10']:.4f} "
+            f"mean {s['mean']['ssim_first10']:.4f} copy {s['copy_last']['ssim_first10']:.4f}",
+            flush=True)
+      results[key] = result
+      training[key] = {"steps": done, "train_seconds": train_s, "epoch_mean_metrics": last,
+                       "num_params": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
+                       "config": model.get_config()}
+      evaluation_video.write_report(results, out_dir, name=args.name)
+      payload = json.loads(out_json.read_text())
+      payload = {"models": payload, "training": training, "args": vars(args),
+                 "machine": MACHINE}
+      out_json.write_text(json.dumps(payload, indent=1, sort_keys=True))
+    if args.save_dir:
+      os.makedirs(args.save_dir, exist_ok=True)
+      tf.train.Checkpoint(model=model).write(os.path.join(args.save_dir, f"{name}_{done}"))
   print(table(results))
 
 

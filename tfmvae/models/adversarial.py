@@ -180,6 +180,30 @@ class AdversarialMixin:
   `discriminator_optimizers` (one per entry of `self.discriminators`).
   """
 
+  # ------------------------------------------------------------ settings
+  ADVERSARIAL_CONFIG_KEYS = ("gamma", "pixel_weight", "discriminator_filters",
+                             "feature_layer", "discriminator_hidden_units",
+                             "discriminator_batch_norm", "equilibrium",
+                             "equilibrium_margin")
+
+  def set_adversarial_settings(self, gamma, pixel_weight, discriminator_filters,
+                               feature_layer, discriminator_hidden_units,
+                               discriminator_batch_norm, equilibrium, equilibrium_margin):
+    """Stores the discriminator / learned-similarity settings (see the subclasses)."""
+    self.gamma = float(gamma)
+    self.pixel_weight = float(pixel_weight)
+    self.discriminator_filters = int(discriminator_filters)
+    self.feature_layer = int(feature_layer)
+    self.discriminator_hidden_units = int(discriminator_hidden_units)
+    self.discriminator_batch_norm = bool(discriminator_batch_norm)
+    self.equilibrium = float(equilibrium)
+    self.equilibrium_margin = None if equilibrium_margin is None else float(equilibrium_margin)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update({key: getattr(self, key) for key in self.ADVERSARIAL_CONFIG_KEYS})
+    return config
+
   # ------------------------------------------------------------ state locking
   def _lock_state(self):
     # The base model builds itself in its __init__ (so reloads need no data);

@@ -250,6 +250,19 @@ class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
       self.optimizer.build(self.trainable_variables)
 
   # ---------------------------------------------------------------- pieces
+  def _encode(self, frames, training):
+    """Frame codes as float32 (the latents' dtype) and the decoder skips.
+
+    Under a mixed policy the frame nets compute in float16; the codes meet float32
+    latents and noise, so they are cast here (the LSTMs cast their inputs back).
+    """
+    h, skips = self.encoder(frames, training=training)
+    return tf.cast(h, tf.float32), skips
+
+  def _decode(self, g, skips, training):
+    """Decoder frames in float32 (float16 inside under a mixed policy)."""
+    return tf.cast(self.decoder(g, skips, training=training), tf.float32)
+
   def _skip_index(self, num_targets):
     """Frame index s(t) of the decoder skips for targets t = 1..num_targets: [T-1]."""
     t = tf.range(1, num_targets + 1)
@@ -280,7 +293,7 @@ class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
       [B, T-1, z_dim].
     """
     batch, steps = tf.shape(frames)[0], tf.shape(frames)[1]
-    h, skips = self.encoder(flatten_time(frames), training=training)
+    h, skips = self._encode(flatten_time(frames), training=training)
     h = unflatten_time(h, batch)  # [B, T, g]
     h_prev, h_target = h[:, :-1], h[:, 1:]
     post_feat, _ = self.posterior_rnn(h_target)
@@ -294,7 +307,7 @@ class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     index = self._skip_index(steps - 1)
     dec_skips = [flatten_time(tf.gather(unflatten_time(s, batch), index, axis=1))
                  for s in skips] if self.skip else None
-    pred = unflatten_time(self.decoder(flatten_time(g), dec_skips, training=training), batch)
+    pred = unflatten_time(self._decode(flatten_time(g), dec_skips, training=training), batch)
     mse = tf.reduce_mean(tf.square(pred - frames[:, 1:]), axis=[2, 3, 4])
     kl = tfd.kl_divergence(mvn(q_loc, q_scale), mvn(p_loc, p_scale))
     loss = tf.reduce_sum(mse + self.beta * kl, axis=1)
@@ -357,7 +370,7 @@ class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     n = tf.shape(ctx)[0]
     ctx = tf.ensure_shape(ctx, [None, None, self.image_size, self.image_size, self.channels])
     seeds = tf.random.experimental.stateless_split(seed, 2)
-    h, skips = self.encoder(flatten_time(ctx), training=False)
+    h, skips = self._encode(flatten_time(ctx), training=False)
     h = unflatten_time(h, n)
     skips = [unflatten_time(s, n) for s in skips]
     # Context phase: n_ctx - 1 steps with posterior samples.
@@ -370,7 +383,7 @@ class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     noise = tf.random.stateless_normal(tf.stack([num_future, n, self.z_dim]), seeds[1])
 
     def body(t, x_in, outputs, pred_states, prior_states):
-      h_in, skips_in = self.encoder(x_in, training=False)
+      h_in, skips_in = self._encode(x_in, training=False)
       if self.learned_prior:
         feat, prior_states = self.prior_rnn.step(h_in, prior_states)
         p_loc, p_scale = self.prior_head(feat)
@@ -379,7 +392,7 @@ class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
         z_t = noise[t]
       g, pred_states = self.predictor.step(tf.concat([h_in, z_t], axis=-1), pred_states)
       dec_skips = skips_in if self.last_frame_skip else ctx_skips
-      x = self.decoder(g, dec_skips if self.skip else None, training=False)
+      x = self._decode(g, dec_skips if self.skip else None, training=False)
       return t + 1, x, outputs.write(t, x), pred_states, prior_states
 
     outputs = tf.TensorArray(tf.float32, size=num_future)

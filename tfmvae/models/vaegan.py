@@ -82,14 +82,9 @@ class VAEGAN(AdversarialMixin, MVAE):
                discriminator_batch_norm=True, equilibrium=0.68, equilibrium_margin=None,
                **kwargs):
     super().__init__(modalities, latent_dim=latent_dim, **kwargs)
-    self.gamma = float(gamma)
-    self.pixel_weight = float(pixel_weight)
-    self.discriminator_filters = int(discriminator_filters)
-    self.feature_layer = int(feature_layer)
-    self.discriminator_hidden_units = int(discriminator_hidden_units)
-    self.discriminator_batch_norm = bool(discriminator_batch_norm)
-    self.equilibrium = float(equilibrium)
-    self.equilibrium_margin = None if equilibrium_margin is None else float(equilibrium_margin)
+    self.set_adversarial_settings(gamma, pixel_weight, discriminator_filters, feature_layer,
+                                  discriminator_hidden_units, discriminator_batch_norm,
+                                  equilibrium, equilibrium_margin)
     self.image_indices = [i for i, m in enumerate(self.modalities) if len(m.shape) == 3]
     if not self.image_indices:
       raise ValueError(f"a VAEGAN needs an image modality (rank-3 shape); got "
@@ -263,14 +258,3 @@ class VAEGAN(AdversarialMixin, MVAE):
       out += [self.d_real_trackers[n], self.d_fake_trackers[n], self.d_prior_trackers[n]]
     out += [self.train_d_tracker, self.train_g_tracker]
     return out
-
-  def get_config(self):
-    config = super().get_config()
-    config.update({"gamma": self.gamma, "pixel_weight": self.pixel_weight,
-                   "discriminator_filters": self.discriminator_filters,
-                   "feature_layer": self.feature_layer,
-                   "discriminator_hidden_units": self.discriminator_hidden_units,
-                   "discriminator_batch_norm": self.discriminator_batch_norm,
-                   "equilibrium": self.equilibrium,
-                   "equilibrium_margin": self.equilibrium_margin})
-    return config

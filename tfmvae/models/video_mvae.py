@@ -215,12 +215,21 @@ class VideoMVAE(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     return {"encoder": enc, "decoder": dec}
 
   # ---------------------------------------------------------------- pieces
+  def _encode_a(self, x, training):
+    """Modality a's frame codes, float32 (the latents' dtype under a mixed policy), and skips."""
+    h, skips = self.encoder_a(x, training=training)
+    return tf.cast(h, tf.float32), skips
+
   def encode_frames(self, frames, training=False):
-    """Frame codes and skips: (h_a [B, T, g], h_b [B, T, g], skips list [B, T, ...])."""
+    """Frame codes and skips: (h_a [B, T, g], h_b [B, T, g], skips list [B, T, ...]).
+
+    Codes are float32 whatever the policy (the LSTMs cast their inputs back).
+    """
     batch = tf.shape(frames)[0]
     flat = flatten_time(frames)
-    h_a, skips = self.encoder_a(flat, training=training)
-    h_b = h_a if self.shared_encoder else self.encoder_b(flat, training=training)[0]
+    h_a, skips = self._encode_a(flat, training=training)
+    h_b = (h_a if self.shared_encoder
+           else tf.cast(self.encoder_b(flat, training=training)[0], tf.float32))
     return (unflatten_time(h_a, batch), unflatten_time(h_b, batch),
             [unflatten_time(s, batch) for s in skips])
 
@@ -236,10 +245,11 @@ class VideoMVAE(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     """Decoder logits [N, H, W, C] of modality "a" or "b" for z [N, z_dim].
 
     skips: list of [N, ...] maps from `FrameEncoder` (None when skip=False).
+    The logits are float32 (float16 inside the decoder under a mixed policy).
     """
     dense, dec = ((self.latent_a, self.decoder_a) if modality == "a"
                   else (self.latent_b, self.decoder_b))
-    return dec(dense(z), skips if self.skip else None, training=training)
+    return tf.cast(dec(dense(z), skips if self.skip else None, training=training), tf.float32)
 
   def likelihood_mean(self, logits):
     """Pixel likelihood mean: sigmoid(logits) (Bernoulli p, or Gaussian mean)."""
@@ -393,7 +403,7 @@ class VideoMVAE(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     ctx = tf.repeat(context, num_samples, axis=0)
     ctx = tf.ensure_shape(ctx, [None, None, self.image_size, self.image_size, self.channels])
     n = tf.shape(ctx)[0]
-    h, skips = self.encoder_a(flatten_time(ctx), training=False)
+    h, skips = self._encode_a(flatten_time(ctx), training=False)
     h = unflatten_time(h, n)
     _, a_states = self.rnn_a(h[:, :-1])
     p_states = self.prior_rnn(h[:, :-1])[1] if self.learned_prior else []
@@ -402,7 +412,7 @@ class VideoMVAE(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     mask = tf.tile(tf.constant([[1.0, 0.0]]), tf.stack([n, 1]))
 
     def body(t, x_in, outputs, a_states, p_states):
-      h_in, _ = self.encoder_a(x_in, training=False)
+      h_in, _ = self._encode_a(x_in, training=False)
       feat, a_states = self.rnn_a.step(h_in, a_states)
       loc_a, scale_a = self.head_a(feat)
       if self.learned_prior:

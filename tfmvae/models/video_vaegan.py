@@ -60,14 +60,9 @@ class VideoVAEGAN(AdversarialMixin, VideoMVAE):
                discriminator_hidden_units=512, discriminator_batch_norm=True,
                equilibrium=0.68, equilibrium_margin=None, **kwargs):
     super().__init__(**kwargs)
-    self.gamma = float(gamma)
-    self.pixel_weight = float(pixel_weight)
-    self.discriminator_filters = int(discriminator_filters)
-    self.feature_layer = int(feature_layer)
-    self.discriminator_hidden_units = int(discriminator_hidden_units)
-    self.discriminator_batch_norm = bool(discriminator_batch_norm)
-    self.equilibrium = float(equilibrium)
-    self.equilibrium_margin = None if equilibrium_margin is None else float(equilibrium_margin)
+    self.set_adversarial_settings(gamma, pixel_weight, discriminator_filters, feature_layer,
+                                  discriminator_hidden_units, discriminator_batch_norm,
+                                  equilibrium, equilibrium_margin)
     shape = (self.image_size, self.image_size, self.channels)
     self.discriminators = [
         Discriminator(shape, filters=self.discriminator_filters,
@@ -180,14 +175,3 @@ class VideoVAEGAN(AdversarialMixin, VideoMVAE):
     for k in range(len(MODALITIES)):
       out += [self.d_real_trackers[k], self.d_fake_trackers[k], self.d_prior_trackers[k]]
     return out + [self.train_d_tracker, self.train_g_tracker]
-
-  def get_config(self):
-    config = super().get_config()
-    config.update({"gamma": self.gamma, "pixel_weight": self.pixel_weight,
-                   "discriminator_filters": self.discriminator_filters,
-                   "feature_layer": self.feature_layer,
-                   "discriminator_hidden_units": self.discriminator_hidden_units,
-                   "discriminator_batch_norm": self.discriminator_batch_norm,
-                   "equilibrium": self.equilibrium,
-                   "equilibrium_margin": self.equilibrium_margin})
-    return config
