@@ -15,6 +15,7 @@ the 2-core CPU this script runs a much smaller budget (see --steps, --batch_size
 Usage: python bench/video_compare.py [--steps 200] [--batch_size 8] [--filters 16]
 """
 import argparse
+import inspect
 import json
 import os
 import pathlib
@@ -54,8 +55,30 @@ def make_models(args):
       # Method II: Method I + a frame discriminator per decoder, learned similarity.
       "VideoVAEGAN-learned-skip-cross": lambda: VideoVAEGAN(
           prior="learned", skip=True, cross_reconstruction=True,
-          discriminator_filters=args.filters, **mvae),
+          discriminator_filters=args.filters, gamma=args.vaegan_gamma,
+          pixel_weight=args.vaegan_pixel_weight, **mvae),
   }
+
+
+def warm_start(model, checkpoint, context):
+  """Loads the variables of `checkpoint` that `model` shares (by path) into it.
+
+  Checks that it took: the model's predictions equal those of the checkpointed
+  model class restored the same way (the generation path uses shared weights only).
+  """
+  reader = tf.train.load_checkpoint(checkpoint)
+  names = set(reader.get_variable_to_shape_map())
+  tf.train.Checkpoint(model=model).read(checkpoint).expect_partial()
+  keys = set(inspect.signature(VideoMVAE.__init__).parameters) - {"self", "kwargs"}
+  source = VideoMVAE(**{k: v for k, v in model.get_config().items() if k in keys})
+  tf.train.Checkpoint(model=source).read(checkpoint).expect_partial()
+  got = model.predict(context, num_future=3, num_samples=2, seed=5).numpy()
+  want = source.predict(context, num_future=3, num_samples=2, seed=5).numpy()
+  if not np.array_equal(got, want):
+    raise RuntimeError(f"warm start from {checkpoint} did not restore the shared weights "
+                       f"(max prediction difference {np.abs(got - want).max()})")
+  print(f"warm start: {len(names)} checkpoint entries from {checkpoint}; predictions "
+        "match the checkpointed Method I", flush=True)
 
 
 def main():
@@ -71,12 +94,26 @@ def main():
   parser.add_argument("--batch_size", type=int, default=8)
   parser.add_argument("--filters", type=int, default=16)
   parser.add_argument("--mvae_z_dim", type=int, default=32)
+  parser.add_argument("--vaegan_gamma", type=float, default=1.0,
+                      help="Method II: weight of the likelihood terms in the decoder loss")
+  parser.add_argument("--vaegan_pixel_weight", type=float, default=1.0,
+                      help="Method II: weight of Method I's pixel NLL next to the feature term")
   parser.add_argument("--n_past", type=int, default=5)
   parser.add_argument("--n_future_train", type=int, default=10)
   parser.add_argument("--n_future_eval", type=int, default=20)
   parser.add_argument("--num_samples", type=int, default=10)
   parser.add_argument("--num_test", type=int, default=48)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--deterministic", action="store_true",
+                      help="deterministic Moving MNIST (straight bounces) instead of SM-MNIST")
+  parser.add_argument("--digit_size", type=int, default=32,
+                      help="digit side (SM-MNIST / SVG: 32; Moving MNIST / OpenSTL: 28)")
+  parser.add_argument("--init_from", default="",
+                      help="checkpoint (tf.train.Checkpoint prefix) of a trained model whose "
+                           "matching variables initialize every model (warm start)")
+  parser.add_argument("--init_steps", type=int, default=0,
+                      help="batches the --init_from model was trained on: training continues "
+                           "the same stream after them and step counts include them")
   parser.add_argument("--models", default="all", help="comma-separated names or 'all'")
   parser.add_argument("--name", default="video_compare")
   parser.add_argument("--output_dir", default=str(RESULTS))
@@ -90,8 +127,9 @@ def main():
   names = list(factories) if args.models == "all" else args.models.split(",")
   seq_train = args.n_past + args.n_future_train
   seq_test = args.n_past + args.n_future_eval
+  stochastic = not args.deterministic
   test = np.stack(list(data.moving_mnist(
-      "test", stochastic=True, digit_size=32, seq_len=seq_test, seed=1,
+      "test", stochastic=stochastic, digit_size=args.digit_size, seq_len=seq_test, seed=1,
       num_sequences=args.num_test).as_numpy_iterator()))
   results, training = {}, {}
   out_dir = pathlib.Path(args.output_dir)
@@ -100,9 +138,12 @@ def main():
     keras.utils.set_random_seed(args.seed)  # same initialization stream per model
     model = factories[name]()
     model.compile()
-    train = data.moving_mnist("train", stochastic=True, digit_size=32, seq_len=seq_train,
-                              seed=args.seed).batch(args.batch_size)
+    train = data.moving_mnist("train", stochastic=stochastic, digit_size=args.digit_size,
+                              seq_len=seq_train, seed=args.seed).batch(args.batch_size)
     done, train_s = 0, 0.0
+    if args.init_from:
+      warm_start(model, args.init_from, test[:4, :args.n_past])
+      done = args.init_steps
     for target in eval_at:  # train in chunks on the one stream, evaluating after each
       start = time.time()
       hist = model.fit(train.skip(done).take(target - done), epochs=1, verbose=0,
@@ -128,9 +169,9 @@ def main():
       payload = {"models": payload, "training": training, "args": vars(args),
                  "machine": MACHINE}
       out_json.write_text(json.dumps(payload, indent=1, sort_keys=True))
-    if args.save_dir:
-      os.makedirs(args.save_dir, exist_ok=True)
-      tf.train.Checkpoint(model=model).write(os.path.join(args.save_dir, f"{name}_{done}"))
+      if args.save_dir:  # weights at every evaluation point (e.g. for --init_from)
+        os.makedirs(args.save_dir, exist_ok=True)
+        tf.train.Checkpoint(model=model).write(os.path.join(args.save_dir, f"{name}_{done}"))
   print(table(results))
 
 

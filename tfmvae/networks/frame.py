@@ -313,8 +313,9 @@ class StackedLSTM(keras.layers.Layer):
       y, new_states = self.step(time_major[t], list(states))
       return (t + 1, outputs.write(t, y)) + tuple(new_states)
 
+    # maximum_iterations bounds the gradient's accumulators (XLA needs it).
     loop = tf.while_loop(lambda t, *_: t < steps, body,
-                         (tf.constant(0), outputs) + tuple(states))
+                         (tf.constant(0), outputs) + tuple(states), maximum_iterations=steps)
     # [T, B, units]; an empty TensorArray with an unknown batch cannot stack.
     outputs = tf.cond(steps > 0, loop[1].stack,
                       lambda: tf.zeros(tf.stack([0, batch, self.units]), self.compute_dtype))
