@@ -13,6 +13,12 @@ the 2-core CPU this script runs a much smaller budget (see --steps, --batch_size
 --filters), so the figures measure early training only.
 
 Usage: python bench/video_compare.py [--steps 200] [--batch_size 8] [--filters 16]
+  --eval_at 1000,2000   also evaluate (and, with --save_dir, checkpoint) at these steps
+  --init_from CKPT --init_steps K   warm start (e.g. Method II from a Method I
+                        checkpoint after K steps): training continues the same stream
+                        at batch K, so step counts stay comparable
+  --deterministic --digit_size 28 --n_past 10 --n_future_train 10 --n_future_eval 10
+                        deterministic Moving MNIST 10 -> 10 (the OpenSTL protocol)
 """
 import argparse
 import inspect
@@ -50,6 +56,13 @@ def make_models(args):
       "VideoMVAE-learned-skip": lambda: VideoMVAE(prior="learned", skip=True, **mvae),
       "VideoMVAE-learned-skip-cross": lambda: VideoMVAE(
           prior="learned", skip=True, cross_reconstruction=True, **mvae),
+      "VideoMVAE-learned-prevskip-cross": lambda: VideoMVAE(
+          prior="learned", skip=True, skip_source="previous", cross_reconstruction=True,
+          **mvae),
+      "VideoVAEGAN-learned-prevskip-cross": lambda: VideoVAEGAN(
+          prior="learned", skip=True, skip_source="previous", cross_reconstruction=True,
+          discriminator_filters=args.filters, gamma=args.vaegan_gamma,
+          pixel_weight=args.vaegan_pixel_weight, **mvae),
       "VideoMVAE-learned-noskip-cross": lambda: VideoMVAE(
           prior="learned", skip=False, cross_reconstruction=True, **mvae),
       # Method II: Method I + a frame discriminator per decoder, learned similarity.

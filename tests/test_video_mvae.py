@@ -144,6 +144,53 @@ def test_fixed_prior_predict_and_variable_groups():
   assert all("decoder" in n or "latent" in n for n in names)
 
 
+@pytest.mark.parametrize("skip_source", ["context", "previous"])
+def test_rollout_matches_a_python_loop_with_each_skip_source(skip_source):
+  """The compiled rollout equals an eager step-by-step reference built from the
+  model's parts: PoE(prior, expert a) per step, decoded with the skips of the last
+  context frame ("context") or of the previous, generated frame ("previous")."""
+  from tfmvae.layers import product_of_experts
+  keras.utils.set_random_seed(0)
+  model = VideoMVAE(prior="learned", skip_source=skip_source, **TINY)
+  ctx = tf.constant(bouncing_squares(2, 3))
+  num_future, seed = 4, tf.constant([7, 1], tf.int32)
+  got = model.predict(ctx, num_future, num_samples=1, seed=seed).numpy()[:, 0]
+
+  n, n_ctx = 2, 3
+  h = tf.stack([model._encode_a(ctx[:, i], False)[0] for i in range(n_ctx)], axis=1)
+  _, a_states = model.rnn_a(h[:, :-1])
+  _, p_states = model.prior_rnn(h[:, :-1])
+  ctx_skips = model._encode_a(ctx[:, -1], False)[1]
+  noise = tf.random.stateless_normal([num_future, n, model.z_dim], seed)
+  x, want = ctx[:, -1], []
+  for t in range(num_future):
+    h_in, skips_in = model._encode_a(x, False)
+    loc_a, scale_a = model.head_a(model.rnn_a.step(h_in, a_states)[0])
+    a_states = model.rnn_a.step(h_in, a_states)[1]
+    feat_p, p_states = model.prior_rnn.step(h_in, p_states)
+    q_loc, q_scale = product_of_experts(loc_a[:, None], scale_a[:, None],
+                                        prior=model.prior_head(feat_p))
+    skips = skips_in if skip_source == "previous" else ctx_skips
+    x = tf.sigmoid(model.decode(q_loc + q_scale * noise[t], skips, "b"))
+    want.append(x.numpy())
+  # float32, same ops in a different (graph vs eager) order.
+  np.testing.assert_allclose(got, np.stack(want, axis=1), atol=1e-5)
+  # The two rules differ after the first generated frame (and only then).
+  other = VideoMVAE(prior="learned", skip_source="context" if skip_source == "previous"
+                    else "previous", **TINY)
+  other.set_weights(model.get_weights())
+  alt = other.predict(ctx, num_future, num_samples=1, seed=seed).numpy()[:, 0]
+  np.testing.assert_allclose(alt[:, 0], got[:, 0], atol=1e-6)
+  assert np.abs(alt[:, 1:] - got[:, 1:]).max() > 1e-4
+
+
+def test_skip_source_training_index():
+  assert VideoMVAE(skip_source="previous", **TINY)._skip_index(6).numpy().tolist() == [
+      0, 1, 2, 3, 4, 5]
+  assert VideoMVAE(skip_source="context", **TINY)._skip_index(6).numpy().tolist() == [
+      0, 1, 2, 2, 2, 2]  # n_past = 3: the last context frame is x_2
+
+
 def test_bad_inputs_name_the_problem(learned):
   with pytest.raises(ValueError, match="frame size 32x32"):
     learned.predict(np.zeros((1, 3, 32, 32, 1), np.float32), 2)
@@ -155,3 +202,5 @@ def test_bad_inputs_name_the_problem(learned):
     learned.train_step(tf.zeros((2, 1, 16, 16, 1)))
   with pytest.raises(ValueError, match="likelihood"):
     VideoMVAE(likelihood="laplace")
+  with pytest.raises(ValueError, match="skip_source"):
+    VideoMVAE(skip_source="first")

@@ -763,9 +763,16 @@ def load_model(model_dir, config=None, checkpoint=None):
   path = checkpoint or tf.train.latest_checkpoint(str(model_dir))
   if path is None:
     raise ConfigError(f"--model_dir={model_dir} has no checkpoint")
-  model = build_model(config)
-  compile_model(model, config)
-  build_optimizers(model)
+  # Rebuild under the run's dtype policy: a mixed-precision run's checkpoint holds
+  # loss-scale optimizer state and its layers compute in half precision.
+  previous_policy = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy(_POLICIES[config.mixed_precision])
+  try:
+    model = build_model(config)
+    compile_model(model, config)
+    build_optimizers(model)
+  finally:
+    keras.mixed_precision.set_global_policy(previous_policy)
   make_checkpoint(model).restore(path).expect_partial().assert_existing_objects_matched()
   return model, config, _step(model)
 

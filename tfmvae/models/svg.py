@@ -208,6 +208,10 @@ class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     self.predictor = StackedLSTM(rnn_size, predictor_layers, output_dim=g_dim,
                                  output_activation="tanh", name="predictor")
     self.seed_generator = keras.random.SeedGenerator(seed, name="sampling_seed")
+    # Steps run (skipped mixed-precision steps included), the binaries' step count.
+    self.train_steps = self.add_weight(shape=(), initializer="zeros", dtype="int64",
+                                       trainable=False, name="train_steps",
+                                       aggregation="only_first_replica")
     self.loss_tracker = keras.metrics.Mean(name="loss")
     self.mse_tracker = keras.metrics.Mean(name="mse")
     self.kl_tracker = keras.metrics.Mean(name="kl")

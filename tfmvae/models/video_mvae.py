@@ -12,9 +12,14 @@ current frame b = x_t are two modalities of one latent z_t:
                                                       (the prior is the PoE's prior expert)
     x'_{t-1} = Dec_a(z_t, skips),  x'_t = Dec_b(z_t, skips)
 
-Skips (skip=True) are SVG-style content skips from the last observed frame:
-s(t) = min(t - 1, n_past - 1), the previous frame inside the conditioning window
-and the last context frame afterwards (at generation, the last given frame).
+Skips (skip=True) come from one frame's encoder feature maps, chosen by
+`skip_source`:
+- "context" (default): SVG-style content skips from the last observed frame,
+  s(t) = min(t - 1, n_past - 1): the previous frame inside the conditioning window
+  and the last context frame afterwards (at generation, the last given frame).
+- "previous": always the previous frame, s(t) = t - 1 (SVG's `last_frame_skip`);
+  at generation, the previous *generated* frame, so the decoder sees where the
+  digits are now rather than where they were at the end of the context.
 
 Objective (per example, summed over time, averaged over the global batch with
 `tf.nn.compute_average_loss` semantics):
@@ -89,7 +94,9 @@ class VideoMVAE(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     gaussian_scale: pixel standard deviation of the Gaussian likelihood.
     n_past: conditioning frames (sets the training skip rule).
     n_future: predicted frames in training (documentation; the data decides T).
-    skip: content skip connections from the last observed frame.
+    skip: decoder skip connections (content skips).
+    skip_source: "context" (last observed frame) or "previous" (previous frame,
+      generated ones included); see the module docstring.
     shared_encoder: one frame encoder for both modalities (else one each).
     cross_reconstruction: add -log p(x_t | z ~ q(z | a)) to ELBO(a).
     eps: variance floor of the product of experts.
@@ -112,7 +119,8 @@ class VideoMVAE(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
   def __init__(self, prior="fixed", image_size=64, channels=1, g_dim=128, z_dim=32,
                rnn_size=256, rnn_layers=1, filters=64, beta=1.0, likelihood="bernoulli",
                gaussian_scale=0.1, n_past=5, n_future=10, skip=True, shared_encoder=True,
-               cross_reconstruction=False, eps=1e-8, seed=None, **kwargs):
+               cross_reconstruction=False, eps=1e-8, seed=None, skip_source="context",
+               **kwargs):
     super().__init__(**kwargs)
     if prior not in ("fixed", "learned"):
       raise ValueError(f"prior must be 'fixed' or 'learned', got {prior!r}")
@@ -120,6 +128,8 @@ class VideoMVAE(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
       raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
     if n_past < 1:
       raise ValueError(f"n_past must be >= 1, got {n_past}")
+    if skip_source not in ("context", "previous"):
+      raise ValueError(f"skip_source must be 'context' or 'previous', got {skip_source!r}")
     self.prior_type = prior
     self.image_size = image_size
     self.channels = channels
@@ -134,6 +144,7 @@ class VideoMVAE(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     self.n_past = n_past
     self.n_future = n_future
     self.skip = skip
+    self.skip_source = skip_source
     self.shared_encoder = shared_encoder
     self.cross_reconstruction = cross_reconstruction
     self.eps = eps
@@ -156,6 +167,10 @@ class VideoMVAE(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     self.decoder_b = FrameDecoder(skip=skip, output_activation=None, name="decoder_b",
                                   **frame_args)
     self.seed_generator = keras.random.SeedGenerator(seed, name="sampling_seed")
+    # Steps run (skipped mixed-precision steps included), the binaries' step count.
+    self.train_steps = self.add_weight(shape=(), initializer="zeros", dtype="int64",
+                                       trainable=False, name="train_steps",
+                                       aggregation="only_first_replica")
     self.loss_tracker = keras.metrics.Mean(name="loss")
     self.nll_tracker = keras.metrics.Mean(name="nll")
     self.kl_tracker = keras.metrics.Mean(name="kl")
@@ -264,7 +279,10 @@ class VideoMVAE(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     return -tfd.Independent(dist, reinterpreted_batch_ndims=3).log_prob(x)
 
   def _skip_index(self, num_targets):
+    """Frame index s(t) of the decoder skips for targets t = 1..num_targets: [T-1]."""
     t = tf.range(1, num_targets + 1)
+    if self.skip_source == "previous":
+      return t - 1
     return tf.minimum(t - 1, self.n_past - 1)
 
   def compute_terms(self, frames, training=False, use_mean=False):
@@ -412,7 +430,7 @@ class VideoMVAE(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     mask = tf.tile(tf.constant([[1.0, 0.0]]), tf.stack([n, 1]))
 
     def body(t, x_in, outputs, a_states, p_states):
-      h_in, _ = self._encode_a(x_in, training=False)
+      h_in, skips_in = self._encode_a(x_in, training=False)
       feat, a_states = self.rnn_a.step(h_in, a_states)
       loc_a, scale_a = self.head_a(feat)
       if self.learned_prior:
@@ -424,7 +442,8 @@ class VideoMVAE(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
       scales = tf.stack([scale_a, tf.ones_like(scale_a)], axis=1)
       q_loc, q_scale = product_of_experts(locs, scales, mask=mask, prior=prior, eps=self.eps)
       z = q_loc + q_scale * noise[t]
-      x = self.likelihood_mean(self.decode(z, ctx_skips, "b", training=False))
+      dec_skips = skips_in if self.skip_source == "previous" else ctx_skips
+      x = self.likelihood_mean(self.decode(z, dec_skips, "b", training=False))
       return t + 1, x, outputs.write(t, x), a_states, p_states
 
     outputs = tf.TensorArray(tf.float32, size=num_future)
@@ -440,6 +459,7 @@ class VideoMVAE(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
         "rnn_layers": self.rnn_layers, "filters": self.filters, "beta": self.beta,
         "likelihood": self.likelihood, "gaussian_scale": self.gaussian_scale,
         "n_past": self.n_past, "n_future": self.n_future, "skip": self.skip,
+        "skip_source": self.skip_source,
         "shared_encoder": self.shared_encoder,
         "cross_reconstruction": self.cross_reconstruction, "eps": self.eps, "seed": self.seed})
     return config

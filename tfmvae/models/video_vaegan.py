@@ -148,6 +148,9 @@ class VideoVAEGAN(AdversarialMixin, VideoMVAE):
                   "feature_nll": feature_nll, "d_probs": probs, **sums})
     return terms
 
+  def on_train_step_end(self):
+    self.train_steps.assign_add(1)
+
   # ---------------------------------------------------------------- trackers
   def update_adversarial_trackers(self, terms, training):
     self.encoder_loss_tracker.update_state(terms["loss"])
