@@ -14,6 +14,8 @@ the 2-core CPU this script runs a much smaller budget (see --steps, --batch_size
 
 Usage: python bench/video_compare.py [--steps 200] [--batch_size 8] [--filters 16]
   --eval_at 1000,2000   also evaluate (and, with --save_dir, checkpoint) at these steps
+  --disc_filters 4 --disc_hidden 64 --vaegan_lr 2e-4   Method II's discriminator size
+                        and optimizer (Larsen's full-size net is ~15x a Method I step on CPU)
   --init_from CKPT --init_steps K   warm start (e.g. Method II from a Method I
                         checkpoint after K steps): training continues the same stream
                         at batch K, so step counts stay comparable
@@ -61,15 +63,17 @@ def make_models(args):
           **mvae),
       "VideoVAEGAN-learned-prevskip-cross": lambda: VideoVAEGAN(
           prior="learned", skip=True, skip_source="previous", cross_reconstruction=True,
-          discriminator_filters=args.filters, gamma=args.vaegan_gamma,
-          pixel_weight=args.vaegan_pixel_weight, **mvae),
+          discriminator_filters=args.disc_filters or args.filters, gamma=args.vaegan_gamma,
+          discriminator_hidden_units=args.disc_hidden, pixel_weight=args.vaegan_pixel_weight,
+          **mvae),
       "VideoMVAE-learned-noskip-cross": lambda: VideoMVAE(
           prior="learned", skip=False, cross_reconstruction=True, **mvae),
       # Method II: Method I + a frame discriminator per decoder, learned similarity.
       "VideoVAEGAN-learned-skip-cross": lambda: VideoVAEGAN(
           prior="learned", skip=True, cross_reconstruction=True,
-          discriminator_filters=args.filters, gamma=args.vaegan_gamma,
-          pixel_weight=args.vaegan_pixel_weight, **mvae),
+          discriminator_filters=args.disc_filters or args.filters, gamma=args.vaegan_gamma,
+          discriminator_hidden_units=args.disc_hidden, pixel_weight=args.vaegan_pixel_weight,
+          **mvae),
   }
 
 
@@ -111,6 +115,15 @@ def main():
                       help="Method II: weight of the likelihood terms in the decoder loss")
   parser.add_argument("--vaegan_pixel_weight", type=float, default=1.0,
                       help="Method II: weight of Method I's pixel NLL next to the feature term")
+  parser.add_argument("--disc_filters", type=int, default=0,
+                      help="Method II: discriminator width F (0 = --filters). Larsen's net "
+                           "(5x5 convs, the first at full resolution) costs ~15x a Method I "
+                           "step at F = 16 on the CPU; F = 4 brings it to ~2x")
+  parser.add_argument("--vaegan_lr", type=float, default=0.0,
+                      help="Method II: Adam(lr, beta_1 0.5) for its three players (DCGAN's "
+                           "2e-4, as flags/mm_method2.flags); 0 = the model's default Adam(1e-3)")
+  parser.add_argument("--disc_hidden", type=int, default=512,
+                      help="Method II: discriminator dense units (Larsen: 512)")
   parser.add_argument("--n_past", type=int, default=5)
   parser.add_argument("--n_future_train", type=int, default=10)
   parser.add_argument("--n_future_eval", type=int, default=20)
@@ -150,7 +163,11 @@ def main():
   for name in names:
     keras.utils.set_random_seed(args.seed)  # same initialization stream per model
     model = factories[name]()
-    model.compile()
+    if isinstance(model, VideoVAEGAN) and args.vaegan_lr:
+      # One Adam per player (compile clones the encoder's for the others).
+      model.compile(encoder_optimizer=keras.optimizers.Adam(args.vaegan_lr, beta_1=0.5))
+    else:
+      model.compile()
     train = data.moving_mnist("train", stochastic=stochastic, digit_size=args.digit_size,
                               seq_len=seq_train, seed=args.seed).batch(args.batch_size)
     done, train_s = 0, 0.0

@@ -25,7 +25,8 @@ import sys
 import time
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-MODELS = ("SVG-LP", "SVG-FP", "VideoMVAE-fixed-skip", "VideoMVAE-learned-skip-cross")
+MODELS = ("SVG-LP", "SVG-FP", "VideoMVAE-fixed-skip", "VideoMVAE-learned-skip-cross",
+          "VideoVAEGAN-learned-skip-cross")
 
 
 def build(name, filters):
@@ -39,6 +40,9 @@ def build(name, filters):
     return VideoMVAE(prior="fixed", filters=filters)
   if name == "VideoMVAE-learned-skip-cross":
     return VideoMVAE(prior="learned", cross_reconstruction=True, filters=filters)
+  if name == "VideoVAEGAN-learned-skip-cross":  # Method II, Larsen's discriminator (F = 32)
+    from tfmvae.models import VideoVAEGAN  # pylint: disable=import-outside-toplevel
+    return VideoVAEGAN(prior="learned", cross_reconstruction=True, filters=filters)
   raise ValueError(f"unknown model {name!r}")
 
 
@@ -52,7 +56,8 @@ def run_one(args):
   rss_before = _rss_mib()
   model = build(args.model, args.filters)
   model.compile()
-  model.optimizer.build(model.trainable_variables)
+  if getattr(model, "optimizer", None) is not None:  # Method II builds its three in compile
+    model.optimizer.build(model.trainable_variables)
   step = tf.function(model.train_step)
   frames = tf.random.uniform([args.batch_size, args.seq_len, 64, 64, 1], seed=0)
   start = time.time()

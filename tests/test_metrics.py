@@ -122,9 +122,14 @@ def test_evaluate_video_model_and_report(tmp_path):
                                               num_samples=3, seed=0, batch_size=2,
                                               num_examples=2)
   assert res["config"]["num_sequences"] == 5
-  for group in ("best", "mean", "copy_last"):
+  for group in ("best", "mean", "copy_last", "blank"):
     assert set(res["curves"][group]) == {"mse", "mae", "psnr", "ssim"}
     assert len(res["curves"][group]["ssim"]) == 4
+  # Blank baseline: an all-zero prediction; its MSE is the targets' energy (NumPy).
+  want_blank_mse = np.square(seqs[:, 3:7]).sum(axis=(2, 3, 4)).mean(axis=0)
+  np.testing.assert_allclose(res["curves"]["blank"]["mse"], want_blank_mse, rtol=1e-5)
+  np.testing.assert_allclose(res["curves"]["blank"]["mae"], want_blank_mse, rtol=1e-5)  # binary
+  assert res["summary"]["blank"]["ssim_all"] < res["summary"]["copy_last"]["ssim_all"]
   # Sample 0 is exactly copy-last and the best by SSIM: best == baseline.
   np.testing.assert_allclose(res["curves"]["best"]["ssim"], res["curves"]["copy_last"]["ssim"],
                              rtol=1e-6)

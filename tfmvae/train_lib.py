@@ -787,7 +787,7 @@ def evaluate(model, config, seed=0, report_dir=None):
   judged by a classifier trained on the training split, cached).
   video (tfmvae.evaluation_video): per-frame PSNR/SSIM curves over eval_future
   frames after n_past, best of eval_samples samples per sequence, and the
-  copy-last-frame baseline; with `report_dir`, also its plot and GIFs
+  copy-last-frame and blank-frame baselines; with `report_dir`, also its plot and GIFs
   (`evaluation_video.write_report`).
   """
   if config.kind == "video":
