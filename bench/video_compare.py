@@ -51,6 +51,9 @@ def make_models(args):
   common = dict(image_size=64, channels=1, filters=args.filters, n_past=args.n_past,
                 n_future=args.n_future_train, seed=args.seed)
   mvae = dict(common, z_dim=args.mvae_z_dim)
+  method2 = dict(mvae, discriminator_filters=args.disc_filters or args.filters,
+                 discriminator_hidden_units=args.disc_hidden, gamma=args.vaegan_gamma,
+                 pixel_weight=args.vaegan_pixel_weight)
   return {
       "SVG-LP": lambda: SVG(prior="learned", **common),
       "SVG-FP": lambda: SVG(prior="fixed", **common),
@@ -63,17 +66,13 @@ def make_models(args):
           **mvae),
       "VideoVAEGAN-learned-prevskip-cross": lambda: VideoVAEGAN(
           prior="learned", skip=True, skip_source="previous", cross_reconstruction=True,
-          discriminator_filters=args.disc_filters or args.filters, gamma=args.vaegan_gamma,
-          discriminator_hidden_units=args.disc_hidden, pixel_weight=args.vaegan_pixel_weight,
-          **mvae),
+          **method2),
       "VideoMVAE-learned-noskip-cross": lambda: VideoMVAE(
           prior="learned", skip=False, cross_reconstruction=True, **mvae),
       # Method II: Method I + a frame discriminator per decoder, learned similarity.
       "VideoVAEGAN-learned-skip-cross": lambda: VideoVAEGAN(
           prior="learned", skip=True, cross_reconstruction=True,
-          discriminator_filters=args.disc_filters or args.filters, gamma=args.vaegan_gamma,
-          discriminator_hidden_units=args.disc_hidden, pixel_weight=args.vaegan_pixel_weight,
-          **mvae),
+          **method2),
   }
 
 
@@ -121,7 +120,7 @@ def main():
   parser.add_argument("--disc_filters", type=int, default=0,
                       help="Method II: discriminator width F (0 = --filters). Larsen's net "
                            "(5x5 convs, the first at full resolution) costs ~15x a Method I "
-                           "step at F = 16 on the CPU; F = 4 brings it to ~2x")
+                           "step at F = 16 on the CPU; F = 4 with 64 hidden units brings it to ~4x")
   parser.add_argument("--vaegan_lr", type=float, default=0.0,
                       help="Method II: Adam(lr, beta_1 0.5) for its three players (DCGAN's "
                            "2e-4, as flags/mm_method2.flags); 0 = the model's default Adam(1e-3)")
