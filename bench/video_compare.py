@@ -19,6 +19,8 @@ Usage: python bench/video_compare.py [--steps 200] [--batch_size 8] [--filters 1
   --init_from CKPT --init_steps K   warm start (e.g. Method II from a Method I
                         checkpoint after K steps): training continues the same stream
                         at batch K, so step counts stay comparable
+  --init_from CKPT --init_steps K --steps K --num_samples 100   evaluate a checkpoint
+                        only (e.g. with SVG's N = 100 samples), no training
   --deterministic --digit_size 28 --n_past 10 --n_future_train 10 --n_future_eval 10
                         deterministic Moving MNIST 10 -> 10 (the OpenSTL protocol)
 """
@@ -57,6 +59,10 @@ def make_models(args):
   return {
       "SVG-LP": lambda: SVG(prior="learned", **common),
       "SVG-FP": lambda: SVG(prior="fixed", **common),
+      # SVG's own `--last_frame_skip` option: skips from the previous (generated)
+      # frame, the skip source of the best Method I below.
+      "SVG-LP-lastskip": lambda: SVG(prior="learned", last_frame_skip=True, **common),
+      "SVG-FP-lastskip": lambda: SVG(prior="fixed", last_frame_skip=True, **common),
       "VideoMVAE-fixed-skip": lambda: VideoMVAE(prior="fixed", skip=True, **mvae),
       "VideoMVAE-learned-skip": lambda: VideoMVAE(prior="learned", skip=True, **mvae),
       "VideoMVAE-learned-skip-cross": lambda: VideoMVAE(
@@ -150,6 +156,7 @@ def main():
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
   eval_at = sorted({int(s) for s in args.eval_at.split(",") if s} | {args.steps})
+  eval_at = [t for t in eval_at if t >= args.init_steps]  # a warm start begins there
 
   factories = make_models(args)
   names = list(factories) if args.models == "all" else args.models.split(",")
@@ -178,8 +185,10 @@ def main():
       done = args.init_steps
     for target in eval_at:  # train in chunks on the one stream, evaluating after each
       start = time.time()
-      hist = model.fit(train.skip(done).take(target - done), epochs=1, verbose=0,
-                       shuffle=False).history
+      hist = {}
+      if target > done:  # (--init_steps == --steps: evaluate the checkpoint only)
+        hist = model.fit(train.skip(done).take(target - done), epochs=1, verbose=0,
+                         shuffle=False).history
       train_s += time.time() - start
       done = target
       key = name if target == args.steps and len(eval_at) == 1 else f"{name}@{target}"

@@ -20,6 +20,7 @@ import json
 import os
 import pathlib
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -60,13 +61,17 @@ def run_one(args):
     model.optimizer.build(model.trainable_variables)
   step = tf.function(model.train_step)
   frames = tf.random.uniform([args.batch_size, args.seq_len, 64, 64, 1], seed=0)
+  def run():  # Method II's logs have no "loss" (one loss per player): wait on any
+    logs = step(frames)
+    return float(logs["loss" if "loss" in logs else sorted(logs)[0]])
+
   start = time.time()
-  step(frames)["loss"].numpy()
+  run()
   warmup = time.time() - start
   times = []
   for _ in range(args.steps):
     start = time.time()
-    step(frames)["loss"].numpy()
+    run()
     times.append(time.time() - start)
   mean = sum(times) / len(times)
   print("RESULT " + json.dumps({
@@ -98,9 +103,17 @@ def main():
   output = pathlib.Path(args.output)
   runs = []
   if args.append and output.exists():
-    runs = json.loads(output.read_text()).get("runs", [])
+    previous = json.loads(output.read_text())
+    runs = previous.get("runs", [])
+    for run in runs:  # older files kept one machine line for all runs
+      run.setdefault("machine", previous.get("machine", "unknown"))
   results = []
-  runs.append({"args": {k: v for k, v in vars(args).items() if k != "model"}, "results": results})
+  machine = os.environ.get("TFMVAE_BENCH_MACHINE",
+                           "project CPU machine, 2 cores (AMD EPYC, AVX-512), no GPU")
+  run_args = {k: v for k, v in vars(args).items() if k != "model"}
+  run_args["output"] = os.path.relpath(args.output, RESULTS.parent.parent)  # no machine paths
+  runs.append({"args": run_args,
+               "machine": machine, "results": results})
   for name in args.models.split(","):
     cmd = [sys.executable, __file__, "--model", name, "--batch_size", str(args.batch_size),
            "--seq_len", str(args.seq_len), "--filters", str(args.filters),
@@ -117,16 +130,20 @@ def main():
     if proc.returncode == 0 and lines:
       result = json.loads(lines[-1][len("RESULT "):])
     else:
-      result = {"model": name, "batch_size": args.batch_size, "error":
-                f"exit {proc.returncode}: " + proc.stderr.strip().splitlines()[-1][:300]
-                if proc.stderr.strip() else f"exit {proc.returncode}"}
+      errors = [l for l in proc.stderr.splitlines()
+                if ("Error" in l or "bad_alloc" in l) and "cuInit" not in l]
+      message = (errors or proc.stderr.strip().splitlines() or [""])[-1][:300]
+      if proc.returncode < 0:  # killed by a signal (e.g. SIGSEGV when an allocation fails)
+        message = f"{signal.Signals(-proc.returncode).name}; {message}"
+      result = {"model": name, "batch_size": args.batch_size,
+                "error": f"exit {proc.returncode}: {message}"}
     result["wall_s"] = time.time() - start
     print(json.dumps(result), flush=True)
     results.append(result)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({
         "runs": runs,
-        "machine": "project CPU machine, 2 cores shared with other agents, no GPU",
+        "machine": machine,
         "measured": "frames/s of tf.function(train_step) after one warm-up step; "
                     "peak RSS (ru_maxrss) of a per-model subprocess"}, indent=1))
 
