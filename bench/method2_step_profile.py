@@ -125,7 +125,9 @@ def main():
     print(f"{name:34s} {value:.2f}x")
   out = {"seconds": seconds, "ratios": ratios, "args": vars(args), "machine": MACHINE,
          "tensorflow": tf.__version__}
-  out["args"]["output"] = os.path.relpath(args.output, RESULTS.parent.parent)
+  repo, out_path = RESULTS.parent.parent, pathlib.Path(args.output).resolve()
+  out["args"]["output"] = (str(out_path.relative_to(repo)) if out_path.is_relative_to(repo)
+                           else out_path.name)  # no machine paths in results
   pathlib.Path(args.output).parent.mkdir(parents=True, exist_ok=True)
   pathlib.Path(args.output).write_text(json.dumps(out, indent=1, sort_keys=True))
 

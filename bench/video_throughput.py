@@ -14,6 +14,7 @@ A subprocess may run under an address-space limit (--mem_limit_gb) so that an
 oversized configuration fails cleanly instead of starving the shared machine.
 
 Usage: python bench/video_throughput.py [--batch_size 100] [--steps 2]
+       on a GPU machine: --mem_limit_gb 0 (peak GPU memory is reported as peak_gpu_mib)
 """
 import argparse
 import json
@@ -45,6 +46,13 @@ def build(name, filters):
     from tfmvae.models import VideoVAEGAN  # pylint: disable=import-outside-toplevel
     return VideoVAEGAN(prior="learned", cross_reconstruction=True, filters=filters)
   raise ValueError(f"unknown model {name!r}")
+
+
+def _gpu_peak_mib(tf):
+  """Peak device memory of GPU:0 in MiB (TF's allocator statistics), None without a GPU."""
+  if not tf.config.list_physical_devices("GPU"):
+    return None
+  return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
 
 
 def _rss_mib():
@@ -80,6 +88,7 @@ def run_one(args):
       "frames_per_s": args.batch_size * args.seq_len / mean,
       "sequences_per_s": args.batch_size / mean,
       "peak_rss_mib": _rss_mib(), "rss_before_model_mib": rss_before,
+      "peak_gpu_mib": _gpu_peak_mib(tf),
       "num_params": int(sum(v.numpy().size for v in model.trainable_variables))}), flush=True)
 
 
@@ -91,7 +100,8 @@ def main():
   parser.add_argument("--seq_len", type=int, default=15)
   parser.add_argument("--filters", type=int, default=64)
   parser.add_argument("--steps", type=int, default=2)
-  parser.add_argument("--mem_limit_gb", type=float, default=16.0)
+  parser.add_argument("--mem_limit_gb", type=float, default=16.0,
+                      help="address-space limit of each model's subprocess; 0 = none (GPU)")
   parser.add_argument("--output", default=str(RESULTS / "video_throughput.json"))
   parser.add_argument("--append", action="store_true",
                       help="add to the runs already in --output instead of replacing them")
@@ -111,7 +121,10 @@ def main():
   machine = os.environ.get("TFMVAE_BENCH_MACHINE",
                            "project CPU machine, 2 cores (AMD EPYC, AVX-512), no GPU")
   run_args = {k: v for k, v in vars(args).items() if k != "model"}
-  run_args["output"] = os.path.relpath(args.output, RESULTS.parent.parent)  # no machine paths
+  repo = RESULTS.parent.parent
+  out_path = pathlib.Path(args.output).resolve()
+  run_args["output"] = (str(out_path.relative_to(repo)) if out_path.is_relative_to(repo)
+                        else out_path.name)  # no machine paths in results
   runs.append({"args": run_args,
                "machine": machine, "results": results})
   for name in args.models.split(","):
@@ -121,7 +134,8 @@ def main():
     limit = int(args.mem_limit_gb * 2**30)
 
     def set_limit(limit=limit):
-      resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+      if limit > 0:  # 0: no limit (on a GPU machine, CUDA reserves a huge address space)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     start = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=set_limit,
