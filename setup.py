@@ -27,6 +27,8 @@ setup(
         "test": ["pytest>=8", "pytest-timeout", "nbformat", "tensorflow-serving-api>=2.21,<2.22"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
         "serving": ["tensorflow-serving-api>=2.21,<2.22"],
+        # Reading PyTorch checkpoints (tfmvae.convert); pin the CPU build you want first.
+        "torch": ["torch>=2.1"],
     },
     entry_points={
         "console_scripts": [
@@ -35,6 +37,7 @@ setup(
             "tfmvae-eval=tfmvae.bin.eval:run",
             "tfmvae-sample=tfmvae.bin.sample:run",
             "tfmvae-export=tfmvae.bin.export:run",
+            "tfmvae-convert=tfmvae.bin.convert:run",
         ],
     },
 )

@@ -120,3 +120,27 @@ def test_image_network_flag():
       parse("--image_network=resnet")
   with pytest.raises(configs.ConfigError, match="image_network"):
     configs.validate(configs.PRESETS["mnist_mvae"].replace(image_network="resnet"))
+
+
+def test_eval_ssim_and_generation_batchnorm_flags():
+  with flagsaver.flagsaver():
+    default = parse()
+    assert (default.eval_ssim, default.generation_batchnorm) == ("gaussian", "moving")
+    config = parse("--eval_ssim=svg", "--generation_batchnorm=batch")
+    assert (config.eval_ssim, config.generation_batchnorm) == ("svg", "batch")
+    assert parse("--ssim=svg").eval_ssim == "svg"  # the short alias
+    assert common.explicit_overrides() == {"eval_ssim": "svg"}
+    for bad in ("--ssim=skimage", "--eval_ssim=ms", "--generation_batchnorm=train"):
+      with pytest.raises(flags.IllegalFlagValueError):
+        parse(bad)
+  for changes, words in ((dict(eval_ssim="skimage"), "--eval_ssim='skimage' is not one of"),
+                         (dict(generation_batchnorm="train"), "--generation_batchnorm='train'")):
+    with pytest.raises(configs.ConfigError, match=words):
+      configs.validate(configs.Config().replace(**changes))
+  # Evaluation settings: they may change between runs of one model_dir.
+  saved = configs.PRESETS["mm_svg_lp"]
+  assert configs.incompatible_fields(
+      saved, saved.replace(eval_ssim="svg", generation_batchnorm="batch")) == []
+  # A config.json written before these fields existed still loads (defaults).
+  old = configs.Config.from_json(saved.to_json().replace('"eval_ssim"', '"_gone"'))
+  assert old.eval_ssim == "gaussian"

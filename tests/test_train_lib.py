@@ -193,6 +193,37 @@ def test_video_model_trains_evaluates_and_writes_gif(tmp_path):
     np.testing.assert_array_equal(value, reloaded_weights[path], err_msg=path)
 
 
+class _RecordingVideoModel:
+  """predict -> the last context frame repeated (S copies); records its kwargs."""
+
+  def __init__(self):
+    self.kwargs = []
+
+  def predict(self, context, num_future, num_samples=1, seed=None, **kwargs):
+    self.kwargs.append(kwargs)
+    last = np.asarray(context)[:, None, -1:]  # [B, 1, 1, H, W, C]
+    return np.tile(last, (1, num_samples, num_future, 1, 1, 1))
+
+
+@pytest.mark.parametrize("ssim, batchnorm, kwargs", [
+    ("gaussian", "moving", {}), ("svg", "batch", {"batchnorm": "batch"})])
+def test_evaluate_video_passes_ssim_and_generation_batchnorm(monkeypatch, ssim, batchnorm,
+                                                             kwargs):
+  config = configs.Config(model="svg_lp", dataset="moving_shapes", image_size=8, n_past=2,
+                          n_future=2, eval_sequences=3, eval_samples=2, eval_ssim=ssim,
+                          generation_batchnorm=batchnorm)
+  still = np.random.default_rng(0).uniform(size=(3, 1, 8, 8, 1)).astype(np.float32)
+  frames = np.repeat(still, 4, axis=1)  # static sequences: copy-last is exact
+  monkeypatch.setattr(train_lib, "raw_dataset",
+                      lambda c, split, num=None: tf.data.Dataset.from_tensor_slices(frames))
+  model = _RecordingVideoModel()
+  out = train_lib.evaluate(model, config)
+  assert model.kwargs == [kwargs]  # "moving" (the default) passes nothing
+  assert out["config"]["ssim"] == ssim and out["config"]["predict_kwargs"] == kwargs
+  assert {"best", "best_per_metric"} <= set(out["summary"])
+  assert out["summary"]["best"]["ssim_svg_all"] == pytest.approx(1.0, abs=1e-6)  # copy-last
+
+
 def test_make_modalities_honours_image_network():
   base = configs.PRESETS["mnist_mvae"].replace(image_network="auto")
   assert train_lib.make_modalities(base)[0].resolved_network == "conv"  # "auto"

@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "data", "layers", "networks", "models", "modalities", "objectives", "metrics",
     "evaluation", "configs", "train_lib", "export", "serving", "callbacks", "utils",
+    "optimizers", "convert",
 )
 
 

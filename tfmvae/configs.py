@@ -75,11 +75,18 @@ DATASETS: Dict[str, str] = {
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 MIXED_PRECISION = ("none", "float16", "bfloat16")
 JIT_COMPILE = ("auto", "true", "false")
-OPTIMIZERS = ("adam", "rmsprop", "sgd")
+OPTIMIZERS = ("adam", "torch_adam", "rmsprop", "sgd")
 IMAGE_LIKELIHOODS = ("bernoulli", "gaussian")
 # Image networks of the MVAE family (tfmvae.modalities.NETWORKS): "auto" is conv
 # for images; "mlp" is the 784-512-512 MLP of Wu & Goodman's MNIST model.
 IMAGE_NETWORKS = ("auto", "conv", "mlp")
+# SSIM convention selecting the best-of-N sample (tfmvae.metrics.SSIM_CONVENTIONS):
+# "gaussian" (window 11, tf.image.ssim) or "svg" (SVG's skimage 7x7 box convention).
+SSIM_CONVENTIONS = ("gaussian", "svg")
+# BatchNorm statistics of video models at generation: "moving" (the moving
+# averages, inference mode) or "batch" (the statistics of the predicted batch, as
+# SVG's generate script, which keeps the networks in training mode).
+GENERATION_BATCHNORM = ("moving", "batch")
 
 
 def register_model(name: str, kind: str, builder: str,
@@ -100,7 +107,8 @@ class Config:
     model_dir: checkpoints, TensorBoard summaries and config.json go here.
     steps: total training steps (a resumed run continues up to this count).
     batch_size: global batch size (split across replicas).
-    optimizer: "adam", "rmsprop" or "sgd" (for every optimizer of the model).
+    optimizer: "adam" (Keras), "torch_adam" (PyTorch's epsilon placement, eps 1e-8), "rmsprop"
+      or "sgd" (for every optimizer of the model).
     learning_rate: learning rate (encoder/decoder optimizers of GAN families).
     beta_1: Adam's beta_1 (0.5 is common for GANs).
     discriminator_learning_rate: discriminator's rate; None: `learning_rate`.
@@ -141,6 +149,12 @@ class Config:
     eval_future: predicted frames in evaluation (0: n_future).
     eval_sequences: test sequences / examples evaluated.
     eval_samples: samples per sequence (best-of-N) or importance samples.
+    eval_ssim: SSIM convention that picks the best-of-N sample of video models:
+      "gaussian" (window 11) or "svg" (SVG's 7x7 box window, data_range 2); both
+      are reported either way.
+    generation_batchnorm: BatchNorm statistics when video models generate for
+      evaluation: "moving" (moving averages, the default) or "batch" (batch
+      statistics, passed to `model.predict(..., batchnorm="batch")`).
     classifier_examples, classifier_epochs: training of the coherence classifier
       (multimodal models; cached per dataset under $TFMVAE_CACHE_DIR).
     eval_after_training: after training, write model_dir/metrics.json (`evaluate`)
@@ -193,6 +207,8 @@ class Config:
   eval_future: int = 0
   eval_sequences: int = 100
   eval_samples: int = 10
+  eval_ssim: str = "gaussian"
+  generation_batchnorm: str = "moving"
   classifier_examples: int = 10000
   classifier_epochs: int = 5
   eval_after_training: bool = False
@@ -246,7 +262,8 @@ RESUMABLE_FIELDS = frozenset({
     "discriminator_learning_rate", "strategy", "tpu", "mixed_precision", "jit_compile",
     "checkpoint_every", "max_checkpoints", "summary_every", "image_every",
     "steps_per_epoch", "validation_steps", "data_dir", "manual_dir", "shuffle_buffer",
-    "eval_future", "eval_sequences", "eval_samples", "label_fraction",
+    "eval_future", "eval_sequences", "eval_samples", "eval_ssim", "generation_batchnorm",
+    "label_fraction",
     "classifier_examples", "classifier_epochs", "eval_after_training",
 })
 
@@ -281,7 +298,8 @@ def validate(config: Config) -> Config:
   for name, allowed in (("strategy", STRATEGIES), ("mixed_precision", MIXED_PRECISION),
                         ("jit_compile", JIT_COMPILE), ("optimizer", OPTIMIZERS),
                         ("image_likelihood", IMAGE_LIKELIHOODS),
-                        ("image_network", IMAGE_NETWORKS)):
+                        ("image_network", IMAGE_NETWORKS), ("eval_ssim", SSIM_CONVENTIONS),
+                        ("generation_batchnorm", GENERATION_BATCHNORM)):
     if getattr(c, name) not in allowed:
       raise ConfigError(f"--{name}={getattr(c, name)!r} is not one of {list(allowed)}")
   for name in ("steps", "batch_size", "checkpoint_every", "max_checkpoints",
@@ -368,8 +386,11 @@ PRESETS: Dict[str, Config] = {
                             steps_per_epoch=2500, checkpoint_every=1000, image_every=5000),
     # SVG on SM-MNIST (Denton & Fergus 2018): 64x64, 2 digits of 32x32, batch 100,
     # Adam 2e-3, n_past 5, n_future 10, z 10, g 128, LSTM 256, beta 1e-4, 300 x 600 steps.
-    "mm_svg_fp": _video(model="svg_fp", model_options=dict(_SVG_OPTIONS)),
-    "mm_svg_lp": _video(model="svg_lp", model_options=dict(_SVG_OPTIONS)),
+    # Their optimizer is PyTorch's Adam (epsilon 1e-8 after the bias correction).
+    "mm_svg_fp": _video(model="svg_fp", optimizer="torch_adam",
+                        model_options=dict(_SVG_OPTIONS)),
+    "mm_svg_lp": _video(model="svg_lp", optimizer="torch_adam",
+                        model_options=dict(_SVG_OPTIONS)),
     # The brief's Method I / II on SM-MNIST with SVG's data and optimizer settings.
     # Method I uses a Bernoulli pixel likelihood summed over pixels: beta 1 is the ELBO;
     # z 32 per step (VideoMVAE's default).

@@ -2,14 +2,23 @@
 
 Protocol (Denton & Fergus 2018, edenton/svg generate_svg_lp.py):
 1. For each test sequence, condition on the first `n_past` frames and draw
-   `num_samples` futures of `n_future` frames (`model.predict`).
+   `num_samples` futures of `n_future` frames (`model.predict`, with optional
+   extra keyword arguments `predict_kwargs`).
 2. Score every sample per frame: MSE and MAE (summed over pixels, OpenSTL),
-   PSNR, SSIM (`tfmvae.metrics`).
+   PSNR, SSIM in two conventions: "ssim" (Gaussian window 11, the default;
+   SRVP's tables) and "ssim_svg" (7 x 7 box window, sample covariance, data_range
+   2: SVG's `utils.eval_seq`); see `tfmvae.metrics`.
 3. "best": per sequence, the sample with the highest mean SSIM over all
-   `n_future` predicted steps (all four metrics of that one sample; the
-   "first10" summary of a 20-step evaluation keeps that selection, so it can be
-   slightly below a separate n_future=10 evaluation). "mean": every metric
-   averaged over the samples (the expected score of a random sample).
+   `n_future` predicted steps, SSIM of the convention `ssim` ("gaussian" ->
+   "ssim", "svg" -> "ssim_svg"); every metric is reported for that one sample
+   (SVG's protocol; the "first10" summary of a 20-step evaluation keeps that
+   selection, so it can be slightly below a separate n_future=10 evaluation).
+   "best_per_metric": each metric for the sample that is best by that metric's
+   own mean over the steps (highest SSIM / PSNR, lowest MSE / MAE; SRVP's
+   protocol), so one sequence may contribute different samples to different
+   metrics; PSNR is thus reported both for the SSIM-chosen sample ("best") and
+   for its own best. "mean": every metric averaged over the samples (the
+   expected score of a random sample).
 4. Curves are per future step averaged over sequences; summaries average the
    first 10 steps ("first10") and all steps ("all"), with a 95% half-interval over
    sequences (1.96 * std / sqrt(num_sequences)).
@@ -22,9 +31,9 @@ Protocol (Denton & Fergus 2018, edenton/svg generate_svg_lp.py):
    carries even a faint haze (0.01) loses about half its SSIM. Read an SSIM
    "win" over copy-last next to this baseline.
 
-`write_report` writes the JSON, a PIL line plot of SSIM and PSNR per step for
-every model compared (no matplotlib dependency), and GIFs of ground truth vs.
-samples.
+`write_report` writes the JSON, a PIL line plot of SSIM (Gaussian) and PSNR per
+step of the "best" and "mean" groups and the baselines for every model compared
+(no matplotlib dependency), and GIFs of ground truth vs. samples.
 """
 import json
 import pathlib
@@ -35,7 +44,8 @@ import tensorflow as tf
 
 from tfmvae import metrics as video_metrics
 
-METRICS = ("mse", "mae", "psnr", "ssim")
+METRICS = ("mse", "mae", "psnr", "ssim", "ssim_svg")
+GROUPS = ("best", "best_per_metric", "mean", "copy_last", "blank")
 _PALETTE = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14),
             (140, 86, 75), (227, 119, 194), (23, 190, 207)]
 _BASELINE_COLOR = (90, 90, 90)
@@ -79,13 +89,20 @@ def _summaries(per_step):
   return out
 
 
+def _jsonable_kwargs(kwargs):
+  """predict_kwargs as recorded in the config: plain values kept, others repr()."""
+  plain = (str, int, float, bool, type(None))
+  return {str(k): v if isinstance(v, plain) else repr(v) for k, v in kwargs.items()}
+
+
 def evaluate_video_model(model, sequences, n_past, n_future, num_samples=100, seed=0,
-                         batch_size=8, num_examples=4, max_sequences=None):
-  """Runs SVG's best-of-N protocol and the copy-last-frame baseline.
+                         batch_size=8, num_examples=4, max_sequences=None, ssim="gaussian",
+                         predict_kwargs=None):
+  """Runs SVG's best-of-N protocol, SRVP's best-per-metric and the baselines.
 
   Args:
-    model: any video model with `predict(context, num_future, num_samples, seed)`
-      -> [B, S, F, H, W, C] (SVG, VideoMVAE).
+    model: any video model with `predict(context, num_future, num_samples, seed,
+      **predict_kwargs)` -> [B, S, F, H, W, C] (SVG, VideoMVAE).
     sequences: [N, T, H, W, C] array, or a tf.data.Dataset of unbatched frames
       [T, H, W, C] (or dicts with "frames"); T >= n_past + n_future.
     n_past: conditioning frames.
@@ -95,17 +112,30 @@ def evaluate_video_model(model, sequences, n_past, n_future, num_samples=100, se
     batch_size: sequences per `predict` call (memory: batch * num_samples frames).
     num_examples: sequences kept (with ground truth and samples) for GIFs.
     max_sequences: optional cap on the number of sequences evaluated.
+    ssim: SSIM convention that selects the "best" sample: "gaussian" (metric
+      "ssim") or "svg" (metric "ssim_svg", SVG's own evaluation). Both SSIMs are
+      reported in every group either way.
+    predict_kwargs: optional dict of extra keyword arguments of every
+      `model.predict` call (e.g. {"batchnorm": "batch"} for SVG); may not set
+      `num_samples` or `seed`.
 
   Returns:
-    dict with "config" (n_past, n_future, num_samples, num_sequences, seed),
-    "curves": {"best" | "mean" | "copy_last" | "blank": {metric: list [n_future]}},
-    "summary": {"best" | "mean" | "copy_last" | "blank": {"ssim_first10", "ssim_all", ...
-    (+ "_ci95")}}, "seconds", and "examples" (NumPy arrays, not serialized):
-    "ground_truth" [E, n_past + n_future, H, W, C], "best" [E, n_future, ...],
-    "samples" [E, min(S, 3), n_future, ...].
+    dict with "config" (n_past, n_future, num_samples, num_sequences, seed, ssim,
+    predict_kwargs), "curves": {group: {metric: list [n_future]}} and "summary":
+    {group: {"ssim_first10", "ssim_all", ... (+ "_ci95")}} for the groups "best",
+    "best_per_metric", "mean", "copy_last", "blank" and the metrics mse, mae,
+    psnr, ssim, ssim_svg; "seconds", and "examples" (NumPy arrays, not
+    serialized): "ground_truth" [E, n_past + n_future, H, W, C], "best"
+    [E, n_future, ...] (the SSIM-selected sample), "samples" [E, min(S, 3),
+    n_future, ...].
   """
-  per = {"best": {k: [] for k in METRICS}, "mean": {k: [] for k in METRICS},
-         "copy_last": {k: [] for k in METRICS}, "blank": {k: [] for k in METRICS}}
+  select = video_metrics.check_ssim_convention(ssim)
+  predict_kwargs = dict(predict_kwargs or {})
+  reserved = sorted({"num_samples", "seed"} & set(predict_kwargs))
+  if reserved:
+    raise ValueError(f"predict_kwargs may not set {reserved}: they are arguments of "
+                     "evaluate_video_model")
+  per = {g: {k: [] for k in METRICS} for g in GROUPS}
   examples = {"ground_truth": [], "best": [], "samples": []}
   total = 0
   start = time.time()
@@ -120,13 +150,15 @@ def evaluate_video_model(model, sequences, n_past, n_future, num_samples=100, se
     context = batch[:, :n_past]
     target = batch[:, n_past:n_past + n_future]
     samples = np.asarray(model.predict(context, n_future, num_samples=num_samples,
-                                       seed=[int(seed), index]))
+                                       seed=[int(seed), index], **predict_kwargs))
     values = _numpy_metrics(samples, target[:, None])  # each [B, S, F]
-    best, best_index = video_metrics.best_of_n(values, key="ssim")
+    best, best_index = video_metrics.best_of_n(values, key=select)
+    own_best, _ = video_metrics.best_per_metric(values)
     copy = _numpy_metrics(np.repeat(context[:, -1:], n_future, axis=1), target)
     blank = _numpy_metrics(np.zeros_like(target), target)
     for k in METRICS:
       per["best"][k].append(best[k])
+      per["best_per_metric"][k].append(own_best[k])
       per["mean"][k].append(values[k].mean(axis=1))
       per["copy_last"][k].append(copy[k])
       per["blank"][k].append(blank[k])
@@ -142,7 +174,8 @@ def evaluate_video_model(model, sequences, n_past, n_future, num_samples=100, se
   return {
       "config": {"n_past": int(n_past), "n_future": int(n_future),
                  "num_samples": int(num_samples), "num_sequences": int(total),
-                 "seed": int(seed)},
+                 "seed": int(seed), "ssim": ssim,
+                 "predict_kwargs": _jsonable_kwargs(predict_kwargs)},
       "curves": {g: {k: v.mean(axis=0).tolist() for k, v in d.items()} for g, d in per.items()},
       "summary": {g: _summaries(d) for g, d in per.items()},
       "seconds": time.time() - start,
@@ -239,9 +272,10 @@ def _save_video_gif(frames, path, fps=4.0, ncols=1, padding=1):
 
 
 def plot_curves(results, path, width=1080, height=420):
-  """PIL line plot: SSIM and PSNR per future step, best-of-N (thick) and mean
-  over samples (thin) for each model, copy-last-frame in grey, blank frame in
-  thin black."""
+  """PIL line plot: SSIM (Gaussian, "ssim") and PSNR per future step, best-of-N
+  (thick; selected by the result's `config["ssim"]` convention) and mean over
+  samples (thin) for each model, copy-last-frame in grey, blank frame in thin
+  black. The "best_per_metric" group is in the JSON only."""
   from PIL import Image, ImageDraw, ImageFont  # pylint: disable=import-outside-toplevel
   results = _as_mapping(results)
   image = Image.new("RGB", (width, height), "white")
@@ -269,7 +303,8 @@ def plot_curves(results, path, width=1080, height=420):
   cfg = first["config"]
   draw.text((width - legend_w + 5, y + 10),
             f"n_past={cfg['n_past']} N={cfg['num_samples']}\n"
-            f"{cfg['num_sequences']} sequences", fill="black", font=font)
+            f"{cfg['num_sequences']} sequences\n"
+            f"best by {cfg.get('ssim', 'gaussian')} SSIM", fill="black", font=font)
   image.save(path)
   return path
 

@@ -189,6 +189,9 @@ def make_optimizer(config, learning_rate=None):
   lr = config.learning_rate if learning_rate is None else learning_rate
   if config.optimizer == "adam":
     return keras.optimizers.Adam(learning_rate=lr, beta_1=config.beta_1)
+  if config.optimizer == "torch_adam":
+    from tfmvae.optimizers import TorchAdam  # pylint: disable=g-import-not-at-top
+    return TorchAdam(learning_rate=lr, beta_1=config.beta_1)
   if config.optimizer == "rmsprop":
     return keras.optimizers.RMSprop(learning_rate=lr)
   return keras.optimizers.SGD(learning_rate=lr)
@@ -785,10 +788,13 @@ def evaluate(model, config, seed=0, report_dir=None):
   second), log p(image | second) with K = eval_samples over eval_sequences test
   examples, and cross-modal coherence (image -> label accuracy; label -> image
   judged by a classifier trained on the training split, cached).
-  video (tfmvae.evaluation_video): per-frame PSNR/SSIM curves over eval_future
-  frames after n_past, best of eval_samples samples per sequence, and the
-  copy-last-frame and blank-frame baselines; with `report_dir`, also its plot and GIFs
-  (`evaluation_video.write_report`).
+  video (tfmvae.evaluation_video): per-frame MSE/MAE/PSNR/SSIM curves (both SSIM
+  conventions) over eval_future frames after n_past, the best of eval_samples
+  samples per sequence by the SSIM of `eval_ssim` ("gaussian" | "svg") and each
+  metric's own best, and the copy-last-frame and blank-frame baselines; samples
+  are drawn with `predict(..., batchnorm=generation_batchnorm)` when
+  generation_batchnorm is not "moving" (the model's default). With `report_dir`,
+  also its plot and GIFs (`evaluation_video.write_report`).
   """
   if config.kind == "video":
     return _evaluate_video(model, config, seed, report_dir)
@@ -825,9 +831,12 @@ def _evaluate_video(model, config, seed, report_dir=None):
   from tfmvae import evaluation_video as ev  # pylint: disable=g-import-not-at-top
   n = config.eval_sequences
   test = raw_dataset(config, "test", num=n).take(n)
+  predict_kwargs = ({} if config.generation_batchnorm == "moving"
+                    else {"batchnorm": config.generation_batchnorm})
   result = ev.evaluate_video_model(model, test, config.n_past, config.num_eval_future,
                                    num_samples=config.eval_samples, seed=seed,
-                                   max_sequences=n)
+                                   max_sequences=n, ssim=config.eval_ssim,
+                                   predict_kwargs=predict_kwargs)
   if report_dir is not None:
     ev.write_report({config.model: result}, report_dir)
   out = {"protocol": "video_best_of_n"}

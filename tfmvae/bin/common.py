@@ -26,7 +26,7 @@ HELP = {
     "model_dir": "Directory for checkpoints, TensorBoard summaries and config.json.",
     "steps": "Total training steps; rerunning continues up to this count.",
     "batch_size": "Global batch size (split across replicas).",
-    "optimizer": "Optimizer of every parameter group: adam, rmsprop or sgd.",
+    "optimizer": "Optimizer of every parameter group: adam, torch_adam (PyTorch's Adam), rmsprop or sgd.",
     "learning_rate": "Learning rate (encoder/decoder optimizers of GAN models).",
     "beta_1": "Adam's beta_1.",
     "discriminator_learning_rate": "Discriminator learning rate (default: --learning_rate).",
@@ -71,6 +71,12 @@ HELP = {
     "eval_future": "Frames predicted in evaluation (0: --n_future).",
     "eval_sequences": "Test sequences (or examples) evaluated.",
     "eval_samples": "Samples per test sequence (best-of-N) or importance samples.",
+    "eval_ssim": "SSIM convention picking the best-of-N sample of video models: gaussian "
+                 "(window 11) or svg (SVG's 7x7 box window, data_range 2); both are "
+                 "reported. Alias: --ssim.",
+    "generation_batchnorm": "BatchNorm statistics when video models generate for evaluation: "
+                            "moving (moving averages) or batch (batch statistics, as "
+                            "SVG's generate script).",
     "classifier_examples": "Training examples of the coherence classifier (multimodal eval).",
     "classifier_epochs": "Epochs of the coherence classifier (multimodal eval).",
     "eval_after_training": "After training, write <model_dir>/metrics.json and "
@@ -79,7 +85,10 @@ HELP = {
 _ENUMS = {"strategy": configs.STRATEGIES, "mixed_precision": configs.MIXED_PRECISION,
           "jit_compile": configs.JIT_COMPILE, "optimizer": configs.OPTIMIZERS,
           "image_likelihood": configs.IMAGE_LIKELIHOODS,
-          "image_network": configs.IMAGE_NETWORKS}
+          "image_network": configs.IMAGE_NETWORKS, "eval_ssim": configs.SSIM_CONVENTIONS,
+          "generation_batchnorm": configs.GENERATION_BATCHNORM}
+# Short names: alias -> Config flag (absl aliases set the aliased flag).
+ALIASES = {"ssim": "eval_ssim"}
 CONFIG_FLAGS = tuple(f.name for f in dataclasses.fields(configs.Config))
 
 
@@ -89,7 +98,7 @@ def _define_once(define, name, *args, **kwargs):
 
 
 def define_config_flags():
-  """Defines --preset and one flag per Config field (idempotent)."""
+  """Defines --preset, one flag per Config field and the `ALIASES` (idempotent)."""
   _define_once(flags.DEFINE_string, "preset", "",
                f"Named preset giving the defaults: one of {sorted(configs.PRESETS)}; "
                "flags given explicitly override it.")
@@ -113,6 +122,8 @@ def define_config_flags():
       _define_once(flags.DEFINE_float, name, default, help_text)
     else:
       _define_once(flags.DEFINE_string, name, default, help_text)
+  for alias, name in ALIASES.items():
+    _define_once(flags.DEFINE_alias, alias, name)
 
 
 def parse_model_options(items):

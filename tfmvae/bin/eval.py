@@ -2,16 +2,19 @@
 
 The protocol of the model's family (`tfmvae.train_lib.evaluate`): MVAE / VAE-GAN:
 importance-sampled log-likelihoods and cross-modal coherence (tfmvae.evaluation);
-video models: per-frame PSNR / SSIM curves and best-of-N (tfmvae.evaluation_video;
-its plot and GIFs go next to --output).
+video models: per-frame MSE / MAE / PSNR / SSIM curves (both SSIM conventions),
+best-of-N by the SSIM of --ssim and each metric's own best
+(tfmvae.evaluation_video; its plot and GIFs go next to --output).
 
 Examples:
   tfmvae-eval --model_dir=runs/mm_svg_lp --output=runs/mm_svg_lp/metrics.json
+  tfmvae-eval --model_dir=runs/mm_svg_lp --ssim=svg --generation_batchnorm=batch
   tfmvae-eval --flagfile=flags/smoke.flags --eval_samples=10 --output=/tmp/m.json
 
 The model comes from --model_dir/config.json; flags of a run (e.g. its flagfile)
 are accepted when they agree with it, and evaluation flags (--eval_sequences,
---eval_samples, --eval_future, --data_dir) override it.
+--eval_samples, --eval_future, --ssim (= --eval_ssim), --generation_batchnorm,
+--data_dir) override it.
 """
 from absl import app
 from absl import flags
@@ -46,7 +49,8 @@ def main(argv):
 def run():
   """Console-script entry point (`tfmvae-eval`)."""
   common.register_key_flags(["output", "model_dir", "eval_sequences", "eval_samples",
-                             "eval_future", "data_dir"])
+                             "eval_future", "ssim", "eval_ssim", "generation_batchnorm",
+                             "data_dir"])
   app.run(main, flags_parser=common.parse_flags)
 
 

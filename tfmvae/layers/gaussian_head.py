@@ -12,7 +12,9 @@ class GaussianHead(keras.layers.Layer):
 
   Args:
     latent_dim: size of z.
-    min_logvar, max_logvar: clip range of the log-variance.
+    min_logvar, max_logvar: clip range of the log-variance; both None: no clip
+      (SVG's heads).
+    kernel_initializer: initializer of both Dense kernels (biases start at 0).
 
   Call arguments:
     features: [..., features].
@@ -21,14 +23,21 @@ class GaussianHead(keras.layers.Layer):
     (loc, scale), each [..., latent_dim] float32.
   """
 
-  def __init__(self, latent_dim, min_logvar=-12.0, max_logvar=8.0, **kwargs):
+  def __init__(self, latent_dim, min_logvar=-12.0, max_logvar=8.0,
+               kernel_initializer="glorot_uniform", **kwargs):
     kwargs.setdefault("dtype", "float32")
     super().__init__(**kwargs)
+    if (min_logvar is None) != (max_logvar is None):
+      raise ValueError("min_logvar and max_logvar must both be set or both be None, got "
+                       f"{min_logvar!r} and {max_logvar!r}")
     self.latent_dim = latent_dim
     self.min_logvar = min_logvar
     self.max_logvar = max_logvar
-    self.loc_layer = keras.layers.Dense(latent_dim, dtype="float32", name="loc")
-    self.logvar_layer = keras.layers.Dense(latent_dim, dtype="float32", name="logvar")
+    self.kernel_initializer = keras.initializers.get(kernel_initializer)
+    self.loc_layer = keras.layers.Dense(latent_dim, dtype="float32", name="loc",
+                                        kernel_initializer=kernel_initializer)
+    self.logvar_layer = keras.layers.Dense(latent_dim, dtype="float32", name="logvar",
+                                           kernel_initializer=kernel_initializer)
 
   def build(self, input_shape):
     self.loc_layer.build(input_shape)
@@ -37,7 +46,9 @@ class GaussianHead(keras.layers.Layer):
   def call(self, features):
     features = ops.cast(features, "float32")
     loc = self.loc_layer(features)
-    logvar = ops.clip(self.logvar_layer(features), self.min_logvar, self.max_logvar)
+    logvar = self.logvar_layer(features)
+    if self.min_logvar is not None:
+      logvar = ops.clip(logvar, self.min_logvar, self.max_logvar)
     return loc, ops.exp(0.5 * logvar)
 
   def compute_output_shape(self, input_shape):
@@ -47,5 +58,6 @@ class GaussianHead(keras.layers.Layer):
   def get_config(self):
     config = super().get_config()
     config.update({"latent_dim": self.latent_dim, "min_logvar": self.min_logvar,
-                   "max_logvar": self.max_logvar})
+                   "max_logvar": self.max_logvar,
+                   "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)})
     return config

@@ -31,11 +31,27 @@ time, no per-frame Python work); H = W = image_size.
 
 Defaults are the paper's SM-MNIST config: DCGAN-64 with skips, g_dim 128, z_dim 10,
 predictor 2 x 256 LSTM, posterior and prior 1 x 256, beta 1e-4, n_past 5,
-n_future 10, Adam(2e-3, beta_1 0.9) when `compile()` gets no optimizer.
-Differences: Keras' default (Glorot) init for Dense/LSTM weights (convs and BN
-follow SVG's init_weights); `predict` runs BatchNorm in inference mode (the
-official generate script keeps the frame nets in train mode); the encoder reads
-all T frames of a sequence as one batch (BatchNorm statistics over B*T frames).
+n_future 10, and, when `compile()` gets no optimizer, PyTorch's Adam (lr 2e-3,
+beta_1 0.9, epsilon 1e-8 added after the bias correction: `tfmvae.optimizers.TorchAdam`).
+
+Numerics are the authors' by default, so that their trained weights give their
+outputs (`tfmvae.convert.svg_from_pytorch`; tested tensor for tensor against
+edenton/svg): BatchNorm epsilon 1e-5, momentum 0.1 (Keras 0.9), unbiased moving
+variance; in training, BatchNorm statistics per time step (their code runs the
+frame networks once per step; the encoder runs twice on each frame 1..T-2, so its
+moving averages take those frames twice), computed on the whole [B * T] batch at
+once (`GroupedBatchNormalization`); SVG's `init_weights` (convolutions and Linear
+N(0, 0.02), zero biases, BatchNorm gamma N(1, 0.02)) and PyTorch's LSTMCell init;
+unclipped log-variances. Each is an argument (`batchnorm_*`, `initialization`,
+`clip_logvar`), for other models.
+
+Generation (`predict`) uses BatchNorm moving statistics by default. The authors'
+`generate_svg_lp.py` keeps encoder and decoder BatchNorm in training mode, so every
+frame batch is normalized with its own statistics (per frame and per sample, over
+the sequences of the batch); `predict(..., batchnorm="batch")` reproduces that,
+without touching the moving averages. Their published numbers were made that way;
+its scores depend on the batch (a batch of one sequence normalizes each frame by
+itself).
 
 This module also holds the small helpers both video models share (input
 conventions, checks, seeds): `frames_from_data`, `check_frames`, `as_seed`.
@@ -47,10 +63,12 @@ import tensorflow_probability as tfp
 
 from tfmvae.layers import GaussianHead
 from tfmvae.models.steps import SingleOptimizerSteps
+from tfmvae.optimizers import TorchAdam
 from tfmvae.models.tracking import CheckpointAllVariables
 from tfmvae.networks.frame import FrameDecoder
 from tfmvae.networks.frame import FrameEncoder
 from tfmvae.networks.frame import StackedLSTM
+from tfmvae.networks.frame import dense_initializer
 
 tfd = tfp.distributions
 
@@ -127,6 +145,10 @@ PREDICT_SIGNATURE = (
 )
 
 
+BATCHNORM_STATISTICS = ("per_frame", "all_frames")
+GENERATION_BATCHNORM = ("moving", "batch")
+
+
 def mvn(loc, scale):
   """Diagonal Gaussian over the last axis (batch shape = leading axes)."""
   return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
@@ -154,6 +176,13 @@ class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     skip: decoder skip connections.
     last_frame_skip: skips from the previous frame at every step (see module doc).
     seed: seed of the training-time reparameterization noise.
+    batchnorm_epsilon, batchnorm_momentum, unbiased_moving_variance: BatchNorm of
+      the frame networks (PyTorch's 1e-5, 0.9 (their 0.1), True).
+    batchnorm_statistics: "per_frame" (training statistics per time step, as the
+      authors' step-by-step code) or "all_frames" (over all B * T frames at once).
+    initialization: "svg" (the authors' init, module doc) or "keras" (Keras'
+      defaults for the Dense and LSTM weights).
+    clip_logvar: clip the heads' log-variances to [-12, 8] (the authors: no clip).
 
   Call arguments:
     frames: [B, T, H, W, C]; returns the teacher-forced predictions x~_{1:T-1}
@@ -164,6 +193,7 @@ class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     >>> model.compile()  # Adam(2e-3)
     >>> model.fit(dataset_of_frames, steps_per_epoch=600, epochs=300)
     >>> samples = model.predict(frames[:, :5], num_future=20, num_samples=100, seed=0)
+    >>> authors = model.predict(frames[:, :5], 20, num_samples=100, seed=0, batchnorm="batch")
 
   Reference:
     Denton & Fergus, "Stochastic Video Generation with a Learned Prior", ICML 2018,
@@ -173,10 +203,15 @@ class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
   def __init__(self, prior="learned", image_size=64, channels=1, g_dim=128, z_dim=10,
                rnn_size=256, predictor_layers=2, posterior_layers=1, prior_layers=1,
                filters=64, beta=1e-4, n_past=5, n_future=10, skip=True, last_frame_skip=False,
-               seed=None, **kwargs):
+               seed=None, batchnorm_epsilon=1e-5, batchnorm_momentum=0.9,
+               unbiased_moving_variance=True, batchnorm_statistics="per_frame",
+               initialization="svg", clip_logvar=False, **kwargs):
     super().__init__(**kwargs)
     if prior not in ("learned", "fixed"):
       raise ValueError(f"prior must be 'learned' or 'fixed', got {prior!r}")
+    if batchnorm_statistics not in BATCHNORM_STATISTICS:
+      raise ValueError(f"batchnorm_statistics must be one of {BATCHNORM_STATISTICS}, got "
+                       f"{batchnorm_statistics!r}")
     if n_past < 2 and not last_frame_skip:
       raise ValueError(f"n_past={n_past}: SVG's skip rule needs n_past >= 2 "
                        "(or last_frame_skip=True)")
@@ -196,17 +231,30 @@ class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     self.skip = skip
     self.last_frame_skip = last_frame_skip
     self.seed = seed
+    self.batchnorm_epsilon = float(batchnorm_epsilon)
+    self.batchnorm_momentum = float(batchnorm_momentum)
+    self.unbiased_moving_variance = bool(unbiased_moving_variance)
+    self.batchnorm_statistics = batchnorm_statistics
+    self.initialization = initialization
+    self.clip_logvar = bool(clip_logvar)
+    bn = dict(batchnorm_epsilon=self.batchnorm_epsilon,
+              batchnorm_momentum=self.batchnorm_momentum,
+              unbiased_moving_variance=self.unbiased_moving_variance)
     self.encoder = FrameEncoder(g_dim, image_size=image_size, channels=channels,
-                                filters=filters, name="encoder")
+                                filters=filters, name="encoder", **bn)
     self.decoder = FrameDecoder(image_size=image_size, channels=channels, filters=filters,
-                                skip=skip, name="decoder")
-    self.posterior_rnn = StackedLSTM(rnn_size, posterior_layers, name="posterior_rnn")
-    self.posterior_head = GaussianHead(z_dim, name="posterior_head")
+                                skip=skip, name="decoder", **bn)
+    rnn = dict(initialization=initialization)
+    head = dict(kernel_initializer=dense_initializer(initialization))
+    if not clip_logvar:
+      head.update(min_logvar=None, max_logvar=None)
+    self.posterior_rnn = StackedLSTM(rnn_size, posterior_layers, name="posterior_rnn", **rnn)
+    self.posterior_head = GaussianHead(z_dim, name="posterior_head", **head)
     if prior == "learned":
-      self.prior_rnn = StackedLSTM(rnn_size, prior_layers, name="prior_rnn")
-      self.prior_head = GaussianHead(z_dim, name="prior_head")
+      self.prior_rnn = StackedLSTM(rnn_size, prior_layers, name="prior_rnn", **rnn)
+      self.prior_head = GaussianHead(z_dim, name="prior_head", **head)
     self.predictor = StackedLSTM(rnn_size, predictor_layers, output_dim=g_dim,
-                                 output_activation="tanh", name="predictor")
+                                 output_activation="tanh", name="predictor", **rnn)
     self.seed_generator = keras.random.SeedGenerator(seed, name="sampling_seed")
     # Steps run (skipped mixed-precision steps included), the binaries' step count.
     self.train_steps = self.add_weight(shape=(), initializer="zeros", dtype="int64",
@@ -241,9 +289,9 @@ class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     self.built = True
 
   def compile(self, optimizer=None, **kwargs):
-    """Keras compile; the default optimizer is SVG's Adam(lr 2e-3, beta_1 0.9)."""
+    """Keras compile; the default optimizer is SVG's: PyTorch's Adam(lr 2e-3, beta_1 0.9)."""
     if optimizer is None:
-      optimizer = keras.optimizers.Adam(learning_rate=2e-3, beta_1=0.9)
+      optimizer = TorchAdam(learning_rate=2e-3, beta_1=0.9)
     super().compile(optimizer=optimizer, **kwargs)
 
   def compile_from_config(self, config):
@@ -254,18 +302,23 @@ class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
       self.optimizer.build(self.trainable_variables)
 
   # ---------------------------------------------------------------- pieces
-  def _encode(self, frames, training):
+  def _encode(self, frames, training, **batchnorm):
     """Frame codes as float32 (the latents' dtype) and the decoder skips.
 
     Under a mixed policy the frame nets compute in float16; the codes meet float32
     latents and noise, so they are cast here (the LSTMs cast their inputs back).
+    `batchnorm`: `FrameEncoder`'s groups / batch_statistics / update_counts.
     """
-    h, skips = self.encoder(frames, training=training)
+    h, skips = self.encoder(frames, training=training, **batchnorm)
     return tf.cast(h, tf.float32), skips
 
-  def _decode(self, g, skips, training):
+  def _decode(self, g, skips, training, **batchnorm):
     """Decoder frames in float32 (float16 inside under a mixed policy)."""
-    return tf.cast(self.decoder(g, skips, training=training), tf.float32)
+    return tf.cast(self.decoder(g, skips, training=training, **batchnorm), tf.float32)
+
+  def _frame_groups(self, groups):
+    """BatchNorm groups for a b-major [B * G] batch: G per frame, None for all frames."""
+    return groups if self.batchnorm_statistics == "per_frame" else None
 
   def _skip_index(self, num_targets):
     """Frame index s(t) of the decoder skips for targets t = 1..num_targets: [T-1]."""
@@ -282,13 +335,15 @@ class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     zeros = tf.zeros(tf.concat([tf.shape(h_prev)[:-1], [self.z_dim]], 0))
     return zeros, tf.ones_like(zeros)
 
-  def compute_terms(self, frames, training=False, use_mean=False):
+  def compute_terms(self, frames, training=False, use_mean=False, posterior_noise=None):
     """Teacher-forced pass over a sequence: predictions and loss terms.
 
     Args:
       frames: [B, T, H, W, C], T >= 2.
       training: BatchNorm mode.
       use_mean: decode with the posterior means instead of samples.
+      posterior_noise: optional [B, T-1, z_dim] standard-normal noise for
+        z_t = mu + sigma * noise (default: drawn from the model's seed generator).
 
     Returns:
       dict: "prediction" [B, T-1, H, W, C]; "mse" [B, T-1] per-step mean squared
@@ -297,7 +352,12 @@ class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
       [B, T-1, z_dim].
     """
     batch, steps = tf.shape(frames)[0], tf.shape(frames)[1]
-    h, skips = self._encode(flatten_time(frames), training=training)
+    # The authors encode x_{t-1} and x_t at every step t: frames 1..T-2 twice.
+    encoder_updates = tf.concat([[1], tf.fill([steps - 2], 2), [1]], 0)
+    h, skips = self._encode(flatten_time(frames), training=training,
+                            groups=self._frame_groups(steps), update_counts=(
+                                encoder_updates if self._frame_groups(steps) is not None
+                                else None))
     h = unflatten_time(h, batch)  # [B, T, g]
     h_prev, h_target = h[:, :-1], h[:, 1:]
     post_feat, _ = self.posterior_rnn(h_target)
@@ -306,12 +366,15 @@ class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     if use_mean:
       z = q_loc
     else:
-      z = q_loc + q_scale * keras.random.normal(tf.shape(q_loc), seed=self.seed_generator)
+      if posterior_noise is None:
+        posterior_noise = keras.random.normal(tf.shape(q_loc), seed=self.seed_generator)
+      z = q_loc + q_scale * tf.cast(posterior_noise, q_loc.dtype)
     g, _ = self.predictor(tf.concat([h_prev, z], axis=-1))
     index = self._skip_index(steps - 1)
     dec_skips = [flatten_time(tf.gather(unflatten_time(s, batch), index, axis=1))
                  for s in skips] if self.skip else None
-    pred = unflatten_time(self._decode(flatten_time(g), dec_skips, training=training), batch)
+    pred = unflatten_time(self._decode(flatten_time(g), dec_skips, training=training,
+                                       groups=self._frame_groups(steps - 1)), batch)
     mse = tf.reduce_mean(tf.square(pred - frames[:, 1:]), axis=[2, 3, 4])
     kl = tfd.kl_divergence(mvn(q_loc, q_scale), mvn(p_loc, p_scale))
     loss = tf.reduce_sum(mse + self.beta * kl, axis=1)
@@ -342,7 +405,7 @@ class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
     return self.compute_terms(frames, training=training, use_mean=not training)["prediction"]
 
   # ---------------------------------------------------------------- generation
-  def predict(self, context, num_future, num_samples=1, seed=None):
+  def predict(self, context, num_future, num_samples=1, seed=None, batchnorm="moving"):
     """Samples futures after a context (overrides `keras.Model.predict`).
 
     Context frames drive the posterior (z_t ~ q), prior and predictor LSTMs as in
@@ -356,47 +419,101 @@ class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
       num_future: frames to generate (>= 1).
       num_samples: samples per sequence.
       seed: int, int32[2] or None (random).
+      batchnorm: "moving" (BatchNorm moving statistics) or "batch" (the authors'
+        generate script: each frame batch of each sample normalized with its own
+        statistics over the B sequences; moving averages untouched).
 
     Returns:
       float32 [B, num_samples, num_future, H, W, C] in [0, 1].
     """
+    if batchnorm not in GENERATION_BATCHNORM:
+      raise ValueError(f"batchnorm must be one of {GENERATION_BATCHNORM}, got {batchnorm!r}")
     context = tf.cast(tf.convert_to_tensor(context), tf.float32)
     check_frames(context, self.image_size, self.channels, self.min_context, what="context")
     if int(num_future) < 1 or int(num_samples) < 1:
       raise ValueError(f"num_future ({num_future}) and num_samples ({num_samples}) must be >= 1")
-    return self._rollout(context, tf.constant(int(num_future), tf.int32),
-                         tf.constant(int(num_samples), tf.int32), as_seed(seed))
+    rollout = self._rollout if batchnorm == "moving" else self._rollout_batch_statistics
+    return rollout(context, tf.constant(int(num_future), tf.int32),
+                   tf.constant(int(num_samples), tf.int32), as_seed(seed))
+
+  def generate_with_noise(self, context, posterior_noise, prior_noise, batchnorm="moving"):
+    """One future per sequence from given noise (the seam for reference checks).
+
+    Args:
+      context: [B, n_ctx, H, W, C].
+      posterior_noise: [B, n_ctx - 1, z_dim] noise of the context steps' z ~ q.
+      prior_noise: [B, F, z_dim] noise of the F generated steps' z ~ p.
+      batchnorm: as `predict`.
+
+    Returns:
+      float32 [B, F, H, W, C].
+    """
+    if batchnorm not in GENERATION_BATCHNORM:
+      raise ValueError(f"batchnorm must be one of {GENERATION_BATCHNORM}, got {batchnorm!r}")
+    context = tf.cast(tf.convert_to_tensor(context), tf.float32)
+    check_frames(context, self.image_size, self.channels, self.min_context, what="context")
+    prior_noise = tf.transpose(tf.cast(prior_noise, tf.float32), [1, 0, 2])
+    out = self._generate(context, 1, tf.cast(posterior_noise, tf.float32), prior_noise,
+                         batch_statistics=batchnorm == "batch")
+    return out[:, 0]
 
   @tf.function(input_signature=PREDICT_SIGNATURE)
   def _rollout(self, context, num_future, num_samples, seed):
+    return self._sample(context, num_future, num_samples, seed, batch_statistics=False)
+
+  @tf.function(input_signature=PREDICT_SIGNATURE)
+  def _rollout_batch_statistics(self, context, num_future, num_samples, seed):
+    return self._sample(context, num_future, num_samples, seed, batch_statistics=True)
+
+  def _sample(self, context, num_future, num_samples, seed, batch_statistics):
+    n = tf.shape(context)[0] * num_samples
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    posterior_noise = tf.random.stateless_normal(
+        tf.stack([n, tf.shape(context)[1] - 1, self.z_dim]), seeds[0])
+    prior_noise = tf.random.stateless_normal(tf.stack([num_future, n, self.z_dim]), seeds[1])
+    return self._generate(context, num_samples, posterior_noise, prior_noise,
+                          batch_statistics)
+
+  def _generate(self, context, num_samples, posterior_noise, prior_noise, batch_statistics):
+    """The rollout. Sequence b's sample s is row b * S + s of the N = B * S rows.
+
+    posterior_noise [N, n_ctx - 1, z], prior_noise [F, N, z]; returns
+    [B, S, F, H, W, C]. With batch statistics, BatchNorm groups are the frames of
+    one step of one sample (row index mod S, and time).
+    """
     batch, n_ctx = tf.shape(context)[0], tf.shape(context)[1]
+    num_future = tf.shape(prior_noise)[0]
     ctx = tf.repeat(context, num_samples, axis=0)  # [N, n_ctx, H, W, C], N = B * S
     n = tf.shape(ctx)[0]
     ctx = tf.ensure_shape(ctx, [None, None, self.image_size, self.image_size, self.channels])
-    seeds = tf.random.experimental.stateless_split(seed, 2)
-    h, skips = self._encode(flatten_time(ctx), training=False)
+    if batch_statistics:
+      per_frame = self.batchnorm_statistics == "per_frame"
+      ctx_bn = dict(batch_statistics=True, groups=num_samples * n_ctx if per_frame else None)
+      step_bn = dict(batch_statistics=True, groups=num_samples if per_frame else None)
+    else:
+      ctx_bn, step_bn = {}, {}
+    h, skips = self._encode(flatten_time(ctx), training=False, **ctx_bn)
     h = unflatten_time(h, n)
     skips = [unflatten_time(s, n) for s in skips]
     # Context phase: n_ctx - 1 steps with posterior samples.
     post_feat, _ = self.posterior_rnn(h[:, 1:])
     q_loc, q_scale = self.posterior_head(post_feat)
-    z = q_loc + q_scale * tf.random.stateless_normal(tf.shape(q_loc), seeds[0])
+    z = q_loc + q_scale * posterior_noise
     _, pred_states = self.predictor(tf.concat([h[:, :-1], z], axis=-1))
     prior_states = self.prior_rnn(h[:, :-1])[1] if self.learned_prior else []
     ctx_skips = [s[:, n_ctx - 2] for s in skips] if not self.last_frame_skip else []
-    noise = tf.random.stateless_normal(tf.stack([num_future, n, self.z_dim]), seeds[1])
 
     def body(t, x_in, outputs, pred_states, prior_states):
-      h_in, skips_in = self._encode(x_in, training=False)
+      h_in, skips_in = self._encode(x_in, training=False, **step_bn)
       if self.learned_prior:
         feat, prior_states = self.prior_rnn.step(h_in, prior_states)
         p_loc, p_scale = self.prior_head(feat)
-        z_t = p_loc + p_scale * noise[t]
+        z_t = p_loc + p_scale * prior_noise[t]
       else:
-        z_t = noise[t]
+        z_t = prior_noise[t]
       g, pred_states = self.predictor.step(tf.concat([h_in, z_t], axis=-1), pred_states)
       dec_skips = skips_in if self.last_frame_skip else ctx_skips
-      x = self._decode(g, dec_skips if self.skip else None, training=False)
+      x = self._decode(g, dec_skips if self.skip else None, training=False, **step_bn)
       return t + 1, x, outputs.write(t, x), pred_states, prior_states
 
     outputs = tf.TensorArray(tf.float32, size=num_future)
@@ -412,5 +529,10 @@ class SVG(SingleOptimizerSteps, CheckpointAllVariables, keras.Model):
         "predictor_layers": self.predictor_layers, "posterior_layers": self.posterior_layers,
         "prior_layers": self.prior_layers, "filters": self.filters, "beta": self.beta,
         "n_past": self.n_past, "n_future": self.n_future, "skip": self.skip,
-        "last_frame_skip": self.last_frame_skip, "seed": self.seed})
+        "last_frame_skip": self.last_frame_skip, "seed": self.seed,
+        "batchnorm_epsilon": self.batchnorm_epsilon,
+        "batchnorm_momentum": self.batchnorm_momentum,
+        "unbiased_moving_variance": self.unbiased_moving_variance,
+        "batchnorm_statistics": self.batchnorm_statistics,
+        "initialization": self.initialization, "clip_logvar": self.clip_logvar})
     return config

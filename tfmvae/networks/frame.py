@@ -18,7 +18,12 @@ multiple of 16 (num_blocks = log2(image_size / 4), 4 at 64x64, 3 at 32x32, 2 at
       -> concat first skip, transposed conv 4x4 stride 2 to C channels, sigmoid.
 
 Weights are initialized as SVG's `init_weights`: convolutions N(0, 0.02), BatchNorm
-gamma N(1, 0.02). BatchNorm momentum 0.9 (PyTorch's 0.1 running-average rate).
+gamma N(1, 0.02). BatchNorm momentum 0.9 (PyTorch's 0.1 running-average rate);
+epsilon, momentum and the moving-variance convention are arguments
+(`batchnorm_epsilon`, `batchnorm_momentum`, `unbiased_moving_variance`; PyTorch's
+BatchNorm2d is 1e-5, 0.9, True). Every BatchNorm is a `GroupedBatchNormalization`,
+so a caller that encodes a [B * T] batch of frames can normalize each time step
+with its own statistics (`groups=T`), as a model run frame by frame does.
 
 `StackedLSTM` is SVG's `lstm` / `gaussian_lstm` trunk (Dense embedding, a stack of
 LSTM cells, optional output Dense) with a compiled time loop (`tf.while_loop`,
@@ -29,9 +34,33 @@ import math
 import keras
 import tensorflow as tf
 
+from tfmvae.layers.batch_norm import GroupedBatchNormalization
+from tfmvae.layers.lstm_cell import PyTorchLSTMCell
+
 _CONV_INIT = {"class_name": "RandomNormal", "config": {"mean": 0.0, "stddev": 0.02}}
 _GAMMA_INIT = {"class_name": "RandomNormal", "config": {"mean": 1.0, "stddev": 0.02}}
 _BN_MOMENTUM = 0.9
+_BN_EPSILON = 1e-3
+
+
+INITIALIZATIONS = ("keras", "svg")
+
+
+def dense_initializer(initialization):
+  """Dense kernel initializer of an initialization scheme ("keras" | "svg")."""
+  return _CONV_INIT if initialization == "svg" else "glorot_uniform"
+
+
+def _batch_norm(name, epsilon, momentum, unbiased):
+  return GroupedBatchNormalization(
+      epsilon=epsilon, momentum=momentum, unbiased_moving_variance=unbiased,
+      gamma_initializer=_GAMMA_INIT, name=name)
+
+
+def _bn_options(layer):
+  return {"batchnorm_epsilon": layer.batchnorm_epsilon,
+          "batchnorm_momentum": layer.batchnorm_momentum,
+          "unbiased_moving_variance": layer.unbiased_moving_variance}
 
 
 def num_frame_blocks(image_size):
@@ -72,10 +101,17 @@ class FrameEncoder(keras.layers.Layer):
     image_size: frame side S (a multiple of 16).
     channels: frame channels C.
     filters: channels of the first block (64 in SVG).
+    batchnorm_epsilon, batchnorm_momentum, unbiased_moving_variance: BatchNorm
+      options (module docstring).
 
   Call arguments:
     x: frames [B, S, S, C] float in [0, 1].
     training: BatchNorm mode.
+    groups: BatchNorm statistics per group of frames (frame i in group i mod G);
+      None: over the whole batch.
+    batch_statistics: normalize with batch statistics (default: `training`);
+      True with training=False leaves the moving averages untouched.
+    update_counts: [G] moving-average updates per group (default one each).
 
   Returns:
     (h, skips): h [B, g_dim]; skips a list of num_blocks feature maps, shallowest
@@ -89,23 +125,27 @@ class FrameEncoder(keras.layers.Layer):
     Denton & Fergus, "Stochastic Video Generation with a Learned Prior", ICML 2018.
   """
 
-  def __init__(self, g_dim, image_size=64, channels=1, filters=64, **kwargs):
+  def __init__(self, g_dim, image_size=64, channels=1, filters=64,
+               batchnorm_epsilon=_BN_EPSILON, batchnorm_momentum=_BN_MOMENTUM,
+               unbiased_moving_variance=False, **kwargs):
     super().__init__(**kwargs)
     self.num_blocks = num_frame_blocks(image_size)
     self.g_dim = g_dim
     self.image_size = image_size
     self.channels = channels
     self.filters = filters
+    self.batchnorm_epsilon = batchnorm_epsilon
+    self.batchnorm_momentum = batchnorm_momentum
+    self.unbiased_moving_variance = unbiased_moving_variance
+    bn = (batchnorm_epsilon, batchnorm_momentum, unbiased_moving_variance)
     self.convs, self.norms = [], []
     for i, f in enumerate(_block_filters(filters, self.num_blocks)):
       self.convs.append(keras.layers.Conv2D(
           f, 4, strides=2, padding="same", kernel_initializer=_CONV_INIT, name=f"conv_{i}"))
-      self.norms.append(keras.layers.BatchNormalization(
-          momentum=_BN_MOMENTUM, gamma_initializer=_GAMMA_INIT, name=f"bn_{i}"))
+      self.norms.append(_batch_norm(f"bn_{i}", *bn))
     self.out_conv = keras.layers.Conv2D(
         g_dim, 4, padding="valid", kernel_initializer=_CONV_INIT, name="conv_out")
-    self.out_norm = keras.layers.BatchNormalization(
-        momentum=_BN_MOMENTUM, gamma_initializer=_GAMMA_INIT, name="bn_out")
+    self.out_norm = _batch_norm("bn_out", *bn)
 
   def build(self, input_shape):
     shape = (None, self.image_size, self.image_size, self.channels)
@@ -117,12 +157,14 @@ class FrameEncoder(keras.layers.Layer):
     shape = self.out_conv.compute_output_shape(shape)
     self.out_norm.build(shape)
 
-  def call(self, x, training=False):
+  def call(self, x, training=False, groups=None, batch_statistics=None, update_counts=None):
+    bn = dict(training=training, groups=groups, use_batch_statistics=batch_statistics,
+              update_counts=update_counts)
     skips = []
     for conv, norm in zip(self.convs, self.norms):
-      x = keras.ops.leaky_relu(norm(conv(x), training=training), 0.2)
+      x = keras.ops.leaky_relu(norm(conv(x), **bn), 0.2)
       skips.append(x)
-    h = keras.ops.tanh(self.out_norm(self.out_conv(x), training=training))
+    h = keras.ops.tanh(self.out_norm(self.out_conv(x), **bn))
     return keras.ops.reshape(h, (-1, self.g_dim)), skips
 
   def skip_shapes(self):
@@ -137,7 +179,7 @@ class FrameEncoder(keras.layers.Layer):
   def get_config(self):
     config = super().get_config()
     config.update({"g_dim": self.g_dim, "image_size": self.image_size,
-                   "channels": self.channels, "filters": self.filters})
+                   "channels": self.channels, "filters": self.filters, **_bn_options(self)})
     return config
 
 
@@ -156,12 +198,15 @@ class FrameDecoder(keras.layers.Layer):
     filters: channels of the encoder's first block (64 in SVG).
     skip: concatenate the encoder's skip maps (content from a reference frame).
     output_activation: "sigmoid" (frames in [0, 1], default) or None (logits).
+    batchnorm_epsilon, batchnorm_momentum, unbiased_moving_variance: BatchNorm
+      options (module docstring).
 
   Call arguments:
     h: [B, g_dim] code.
     skips: list of num_blocks maps as returned by `FrameEncoder` (ignored, may be
       None, when skip=False).
     training: BatchNorm mode.
+    groups, batch_statistics, update_counts: as `FrameEncoder`.
 
   Returns:
     frames [B, S, S, C] (in [0, 1] with the sigmoid; logits otherwise).
@@ -172,7 +217,8 @@ class FrameDecoder(keras.layers.Layer):
   """
 
   def __init__(self, image_size=64, channels=1, filters=64, skip=True,
-               output_activation="sigmoid", **kwargs):
+               output_activation="sigmoid", batchnorm_epsilon=_BN_EPSILON,
+               batchnorm_momentum=_BN_MOMENTUM, unbiased_moving_variance=False, **kwargs):
     super().__init__(**kwargs)
     if output_activation not in ("sigmoid", None):
       raise ValueError(f"output_activation must be 'sigmoid' or None, got {output_activation!r}")
@@ -182,18 +228,20 @@ class FrameDecoder(keras.layers.Layer):
     self.filters = filters
     self.skip = skip
     self.output_activation = output_activation
+    self.batchnorm_epsilon = batchnorm_epsilon
+    self.batchnorm_momentum = batchnorm_momentum
+    self.unbiased_moving_variance = unbiased_moving_variance
+    bn = (batchnorm_epsilon, batchnorm_momentum, unbiased_moving_variance)
     block_filters = _block_filters(filters, self.num_blocks)
     self.in_conv = keras.layers.Conv2DTranspose(
         block_filters[-1], 4, padding="valid", kernel_initializer=_CONV_INIT, name="upconv_in")
-    self.in_norm = keras.layers.BatchNormalization(
-        momentum=_BN_MOMENTUM, gamma_initializer=_GAMMA_INIT, name="bn_in")
+    self.in_norm = _batch_norm("bn_in", *bn)
     self.convs, self.norms = [], []
     for j, i in enumerate(range(self.num_blocks - 1, 0, -1)):
       self.convs.append(keras.layers.Conv2DTranspose(
           block_filters[i - 1], 4, strides=2, padding="same", kernel_initializer=_CONV_INIT,
           name=f"upconv_{j}"))
-      self.norms.append(keras.layers.BatchNormalization(
-          momentum=_BN_MOMENTUM, gamma_initializer=_GAMMA_INIT, name=f"bn_{j}"))
+      self.norms.append(_batch_norm(f"bn_{j}", *bn))
     self.out_conv = keras.layers.Conv2DTranspose(
         channels, 4, strides=2, padding="same", kernel_initializer=_CONV_INIT, name="upconv_out")
 
@@ -212,16 +260,19 @@ class FrameDecoder(keras.layers.Layer):
       norm.build((None, size, size, ch))
     self.out_conv.build((None, size, size, ch + (block_filters[0] if self.skip else 0)))
 
-  def call(self, h, skips=None, training=False):
+  def call(self, h, skips=None, training=False, groups=None, batch_statistics=None,
+           update_counts=None):
     if self.skip and (skips is None or len(skips) != self.num_blocks):
       raise ValueError(f"FrameDecoder(skip=True) needs {self.num_blocks} skip maps, got "
                        f"{None if skips is None else len(skips)}.")
+    bn = dict(training=training, groups=groups, use_batch_statistics=batch_statistics,
+              update_counts=update_counts)
     x = keras.ops.reshape(h, (-1, 1, 1, keras.ops.shape(h)[-1]))
-    x = keras.ops.leaky_relu(self.in_norm(self.in_conv(x), training=training), 0.2)
+    x = keras.ops.leaky_relu(self.in_norm(self.in_conv(x), **bn), 0.2)
     for conv, norm, i in zip(self.convs, self.norms, range(self.num_blocks - 1, 0, -1)):
       if self.skip:
         x = keras.ops.concatenate([x, keras.ops.cast(skips[i], x.dtype)], axis=-1)
-      x = keras.ops.leaky_relu(norm(conv(x), training=training), 0.2)
+      x = keras.ops.leaky_relu(norm(conv(x), **bn), 0.2)
     if self.skip:
       x = keras.ops.concatenate([x, keras.ops.cast(skips[0], x.dtype)], axis=-1)
     x = self.out_conv(x)
@@ -234,7 +285,7 @@ class FrameDecoder(keras.layers.Layer):
     config = super().get_config()
     config.update({"image_size": self.image_size, "channels": self.channels,
                    "filters": self.filters, "skip": self.skip,
-                   "output_activation": self.output_activation})
+                   "output_activation": self.output_activation, **_bn_options(self)})
     return config
 
 
@@ -252,6 +303,10 @@ class StackedLSTM(keras.layers.Layer):
     num_layers: stacked LSTM cells.
     output_dim: optional size of an output Dense (None: return the top hidden).
     output_activation: activation of the output Dense (SVG's predictor: "tanh").
+    initialization: "keras" (`keras.layers.LSTMCell`, Keras defaults: Glorot
+      Dense kernels, LSTM forget bias 1) or "svg" (edenton/svg: Dense kernels
+      N(0, 0.02) with zero biases, and PyTorch's LSTMCell, `PyTorchLSTMCell`: two
+      biases, every weight U(-k, k), k = 1/sqrt(units)).
 
   Call arguments:
     inputs: [B, T, F] sequence (T may be 0).
@@ -264,15 +319,21 @@ class StackedLSTM(keras.layers.Layer):
   """
 
   def __init__(self, hidden_size=256, num_layers=1, output_dim=None, output_activation=None,
-               **kwargs):
+               initialization="keras", **kwargs):
     super().__init__(**kwargs)
+    if initialization not in INITIALIZATIONS:
+      raise ValueError(f"initialization must be one of {INITIALIZATIONS}, got {initialization!r}")
     self.hidden_size = hidden_size
     self.num_layers = num_layers
     self.output_dim = output_dim
     self.output_activation = output_activation
-    self.embed = keras.layers.Dense(hidden_size, name="embed")
-    self.cells = [keras.layers.LSTMCell(hidden_size, name=f"lstm_{i}") for i in range(num_layers)]
-    self.out = (keras.layers.Dense(output_dim, activation=output_activation, name="out")
+    self.initialization = initialization
+    dense_init = dense_initializer(initialization)
+    cell = PyTorchLSTMCell if initialization == "svg" else keras.layers.LSTMCell
+    self.embed = keras.layers.Dense(hidden_size, kernel_initializer=dense_init, name="embed")
+    self.cells = [cell(hidden_size, name=f"lstm_{i}") for i in range(num_layers)]
+    self.out = (keras.layers.Dense(output_dim, activation=output_activation,
+                                   kernel_initializer=dense_init, name="out")
                 if output_dim is not None else None)
 
   @property
@@ -328,5 +389,6 @@ class StackedLSTM(keras.layers.Layer):
   def get_config(self):
     config = super().get_config()
     config.update({"hidden_size": self.hidden_size, "num_layers": self.num_layers,
-                   "output_dim": self.output_dim, "output_activation": self.output_activation})
+                   "output_dim": self.output_dim, "output_activation": self.output_activation,
+                   "initialization": self.initialization})
     return config
