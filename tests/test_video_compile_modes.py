@@ -65,7 +65,9 @@ def test_xla_fit_and_loss_equal_to_graph(kind):
   model = FACTORIES[kind]()
   model.compile(jit_compile=True)
   frames = bouncing_squares(4, 6)
-  for steps in (6, 8):  # two sequence lengths: the loops are not tied to one
+  # Two sequence lengths show the loops are not tied to one; the StackedLSTM loop
+  # is the same layer in every model, so one length suffices for the slower ones.
+  for steps in ((6, 8) if kind == "svg-lp" else (6,)):
     history = model.fit(tf.data.Dataset.from_tensor_slices(bouncing_squares(4, steps)).batch(2),
                         epochs=1, verbose=0).history
     assert all(np.all(np.isfinite(v)) for v in history.values()), history
