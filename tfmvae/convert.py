@@ -119,15 +119,20 @@ def _stub_pickle_module(torch):
     def forward(self, *args):  # never called
       raise NotImplementedError
 
+  class Missing:
+    """Any other class that no longer exists (e.g. the `_backend` objects that
+    torch < 1.0 pickled into modules): kept as an inert attribute."""
+
+    def __setstate__(self, state):
+      self.state = state
+
   class Unpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
       try:
         return super().find_class(module, name)
       except (ImportError, AttributeError):
-        if module.split(".")[0] in ("models", "__main__"):
-          return Stub
-        raise
+        return Stub if module.split(".")[0] in ("models", "__main__") else Missing
 
   return types.SimpleNamespace(Unpickler=Unpickler, load=lambda f, **kw: Unpickler(f, **kw).load(),
                                __name__="tfmvae_svg_pickle")
