@@ -352,10 +352,8 @@ def _video(**kw):
 
 
 _SVG_OPTIONS = {"g_dim": 128, "rnn_size": 256, "filters": 64}
-# Method I / II as measured best on SM-MNIST (BENCHMARKS.md, issue 5): learned prior,
-# skips from the previous (at generation: generated) frame, cross-reconstruction term.
-# Previous-frame skips beat SVG-style context skips (SSIM@10 0.534 vs 0.484 at 1,000
-# steps, batch 8).
+# Method I / II options: learned prior, skips from the previous (at generation:
+# generated) frame, cross-reconstruction term.
 _METHOD_OPTIONS = dict(_SVG_OPTIONS, prior="learned", skip_source="previous",
                        cross_reconstruction=True)
 
@@ -391,7 +389,7 @@ PRESETS: Dict[str, Config] = {
                         model_options=dict(_SVG_OPTIONS)),
     "mm_svg_lp": _video(model="svg_lp", optimizer="torch_adam",
                         model_options=dict(_SVG_OPTIONS)),
-    # The brief's Method I / II on SM-MNIST with SVG's data and optimizer settings.
+    # Method I / II on SM-MNIST with SVG's data and optimizer settings.
     # Method I uses a Bernoulli pixel likelihood summed over pixels: beta 1 is the ELBO;
     # z 32 per step (VideoMVAE's default).
     "mm_method1": _video(model="video_mvae", latent_dim=32, beta=1.0,

@@ -1,4 +1,4 @@
-"""Method I of the project brief: a video MVAE with two modalities per time step.
+"""A video MVAE ("Method I"): the previous and current frame as two modalities per time step.
 
 At step t = 1 .. T-1 (0-based frames) the previous frame a = x_{t-1} and the
 current frame b = x_t are two modalities of one latent z_t:
@@ -34,7 +34,7 @@ binary; the target in [0, 1] is used as a soft label: -sum x log p + (1-x) log(1
 or a fixed-variance Gaussian N(x | sigmoid(logits), gaussian_scale**2). Sums are
 over pixels, so beta = 1 is the standard ELBO.
 
-`cross_reconstruction=True` (an addition, not in the brief) adds
+`cross_reconstruction=True` (an option beyond the two-modality ELBO) adds
 -log p(x_t | z_a), z_a ~ q(z_t | a), to the ELBO(a) term: the decoder path used at
 generation time. Without it nothing trains q(z_t | x_{<t}) to predict x_t except
 through the shared latent space.

@@ -1,4 +1,4 @@
-"""Method II of the project brief: the video MVAE (Method I) with learned similarity.
+"""A video VAE-GAN ("Method II"): the video MVAE (Method I) with learned similarity.
 
 `VideoMVAE` (Method I) models x_{t-1} (a) and x_t (b) as two modalities of z_t
 (PoE per time step, subsets S in {ab, a, b}). Method II puts a frame
